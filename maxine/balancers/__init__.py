@@ -1,0 +1,94 @@
+"""Load-balancing strategies: named combinations of a picker and a load estimate.
+
+Plugins add strategies with :func:`register` or through the entry-point group
+``maxine.balancers`` (each entry point names a factory taking no arguments and
+returning an object with ``name`` and ``pick(pool, ctx)``).
+
+The factories here are only recipes; every app (and every simulation run)
+builds its own strategy objects with :class:`Balancers`, so no state is shared
+through module globals.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+from typing import Callable
+
+from .base import PickContext, Strategy
+from .estimates import InFlight, MetadataCost, PeakEwma, WeightedInFlight
+from .pickers import FullScan, HashRing, Nearest, PowerOfTwo, RandomPick, RoundRobin, WeightedRandom
+
+DEFAULT = "round-robin"
+
+_factories: dict[str, Callable[[], Strategy]] = {}
+
+
+def register(name: str, factory: Callable[[], Strategy]) -> None:
+    """Make a strategy available to ``/discover?loadBalancing=<name>``."""
+    _factories[name] = factory
+
+
+def factories() -> dict[str, Callable[[], Strategy]]:
+    _load_entry_points()
+    return dict(_factories)
+
+
+_entry_points_loaded = False
+
+
+def _load_entry_points() -> None:
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for ep in entry_points(group="maxine.balancers"):
+        if ep.name not in _factories:
+            _factories[ep.name] = ep.load()
+
+
+class Balancers:
+    """The strategy objects of one app or one simulation run."""
+
+    def __init__(self, names=None):
+        available = factories()
+        chosen = available if names is None else {n: available[n] for n in names}
+        self.strategies: dict[str, Strategy] = {name: factory() for name, factory in chosen.items()}
+        self.observers = [s for s in self.strategies.values() if hasattr(s, "learn_one")]
+
+    def get(self, name: str) -> Strategy | None:
+        return self.strategies.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self.strategies)
+
+    def learn_one(self, node, latency_ms: float, success: bool, now: float) -> None:
+        """Feed a call outcome to the strategies that learn from outcomes."""
+        for strategy in self.observers:
+            strategy.learn_one(node, latency_ms, success, now)
+
+
+def _client_key(ctx: PickContext):
+    return ctx.client_key
+
+
+def _client_ip(ctx: PickContext):
+    return ctx.client_ip
+
+
+def _builtin():
+    register("round-robin", RoundRobin)
+    register("random", RandomPick)
+    register("weighted-random", WeightedRandom)
+    register("least-connections", lambda: FullScan(InFlight(), "least-connections"))
+    register("weighted-least-connections", lambda: FullScan(WeightedInFlight(), "weighted-least-connections"))
+    register("power-of-two-choices", lambda: PowerOfTwo(InFlight(), "power-of-two-choices"))
+    register("consistent-hash", lambda: HashRing(_client_key, RoundRobin(), "consistent-hash"))
+    register("ip-hash", lambda: HashRing(_client_ip, RoundRobin(), "ip-hash"))
+    register("geo-aware", lambda: Nearest(FullScan(InFlight(), "least-connections")))
+    register("cost-aware", lambda: FullScan(MetadataCost(), "cost-aware"))
+    register("least-response-time", lambda: FullScan(PeakEwma(), "least-response-time"))
+
+
+_builtin()
+
+__all__ = ["register", "factories", "Balancers", "PickContext", "Strategy", "DEFAULT"]

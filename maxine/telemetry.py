@@ -1,0 +1,189 @@
+"""Per-node telemetry: what every balancer knows about one instance.
+
+Three feeds update it, each in O(1):
+- ``on_dispatch``: this registry handed the node to a caller;
+- ``on_result``: a caller reported how a call went (latency, success);
+- ``on_load_report``: the instance's own heartbeat load report.
+
+The server and the simulator drive the same object through the same verbs,
+so a strategy sees identical information in both places. Times are seconds
+on whatever clock the caller uses (wall clock in the server, simulated time
+in the lab); latencies are milliseconds.
+"""
+
+from __future__ import annotations
+
+import math
+
+PEAK_EWMA_DECAY_S = 10.0  # Linkerd/Finagle's tau
+ERROR_EWMA_ALPHA = 0.1
+FAILURE_PENALTY_FACTOR = 5.0  # a failed call counts as this many times the current estimate
+FAILURE_PENALTY_CAP_MS = 10_000.0
+REPORT_FRESH_S = 90.0  # a heartbeat load report older than this is ignored
+
+
+class OutstandingCounter:
+    """Dispatches not yet reported back, forgetting those older than ``ttl``.
+
+    Callers that never report would otherwise inflate a node's load forever
+    (the original's least-connections counter only ever grew). Dispatches are
+    counted in a ring of time buckets; a completion retires the oldest one.
+    """
+
+    __slots__ = ("ttl", "width", "buckets", "head", "total")
+    SLOTS = 16
+
+    def __init__(self, ttl: float = 30.0):
+        self.ttl = ttl
+        self.width = ttl / self.SLOTS
+        self.buckets = [0] * self.SLOTS
+        self.head = None  # absolute bucket number of the newest bucket
+        self.total = 0
+
+    def _advance(self, now: float) -> None:
+        b = int(now // self.width)
+        if self.head is None:
+            self.head = b
+            return
+        steps = b - self.head
+        if steps <= 0:
+            return
+        if steps >= self.SLOTS:
+            self.buckets = [0] * self.SLOTS
+            self.total = 0
+        else:
+            for i in range(1, steps + 1):
+                slot = (self.head + i) % self.SLOTS
+                self.total -= self.buckets[slot]
+                self.buckets[slot] = 0
+        self.head = b
+
+    def add(self, now: float) -> None:
+        self._advance(now)
+        self.buckets[self.head % self.SLOTS] += 1
+        self.total += 1
+
+    def remove(self, now: float) -> bool:
+        """Retire the oldest outstanding dispatch; False if none is left."""
+        self._advance(now)
+        if self.total <= 0:
+            return False
+        for i in range(self.SLOTS - 1, -1, -1):  # oldest first
+            slot = (self.head - i) % self.SLOTS
+            if self.buckets[slot]:
+                self.buckets[slot] -= 1
+                self.total -= 1
+                return True
+        return False
+
+    def count(self, now: float) -> int:
+        self._advance(now)
+        return self.total
+
+
+class NodeState:
+    """Load and latency knowledge about one node, updated in O(1) per event."""
+
+    __slots__ = (
+        "outstanding", "dispatches", "results", "failures",
+        "reported_in_flight", "report_time", "dispatched_since_report", "completed_since_report",
+        "cpu", "qps", "error_rate", "reported_latency_ms",
+        "ewma_ms", "ewma_time", "error_ewma", "last_latency_ms", "last_result_time",
+        "extra",
+    )
+
+    def __init__(self, dispatch_ttl: float = 30.0):
+        self.outstanding = OutstandingCounter(dispatch_ttl)
+        self.dispatches = 0
+        self.results = 0
+        self.failures = 0
+        self.reported_in_flight: float | None = None
+        self.report_time: float | None = None
+        self.dispatched_since_report = 0
+        self.completed_since_report = 0
+        self.cpu: float | None = None
+        self.qps: float | None = None
+        self.error_rate: float | None = None
+        self.reported_latency_ms: float | None = None
+        self.ewma_ms: float | None = None
+        self.ewma_time = 0.0
+        self.error_ewma = 0.0
+        self.last_latency_ms: float | None = None
+        self.last_result_time: float | None = None
+        self.extra: dict = {}  # strategies keep their own per-node state here
+
+    # --- the three feeds -------------------------------------------------
+    def on_dispatch(self, now: float) -> None:
+        self.dispatches += 1
+        self.dispatched_since_report += 1
+        self.outstanding.add(now)
+
+    def on_result(self, latency_ms: float, success: bool, now: float) -> None:
+        self.results += 1
+        self.completed_since_report += 1
+        self.outstanding.remove(now)
+        self.last_latency_ms = latency_ms
+        self.last_result_time = now
+        self.error_ewma += ERROR_EWMA_ALPHA * ((0.0 if success else 1.0) - self.error_ewma)
+        if not success:
+            self.failures += 1
+            # A fast failure must not look like a fast server (Linkerd's load biaser).
+            current = self.ewma_ms if self.ewma_ms is not None else latency_ms
+            latency_ms = min(max(latency_ms, FAILURE_PENALTY_FACTOR * max(current, 1.0)), FAILURE_PENALTY_CAP_MS)
+        self._observe_latency(latency_ms, now)
+
+    def on_load_report(self, now: float, in_flight=None, cpu=None, qps=None,
+                       error_rate=None, latency_ms=None) -> None:
+        if in_flight is not None:
+            self.reported_in_flight = float(in_flight)
+            self.report_time = now
+            self.dispatched_since_report = 0
+            self.completed_since_report = 0
+        if cpu is not None:
+            self.cpu = float(cpu)
+        if qps is not None:
+            self.qps = float(qps)
+        if error_rate is not None:
+            self.error_rate = float(error_rate)
+        if latency_ms is not None:
+            self.reported_latency_ms = float(latency_ms)
+            if self.ewma_ms is None:
+                self._observe_latency(float(latency_ms), now)
+
+    # --- estimates ----------------------------------------------------------
+    def _observe_latency(self, latency_ms: float, now: float) -> None:
+        if self.ewma_ms is None or latency_ms > self.ewma_ms:
+            self.ewma_ms = latency_ms  # peak: jump up at once
+        else:
+            w = math.exp(-max(now - self.ewma_time, 0.0) / PEAK_EWMA_DECAY_S)
+            self.ewma_ms = self.ewma_ms * w + latency_ms * (1.0 - w)
+        self.ewma_time = now
+
+    def in_flight(self, now: float) -> float:
+        """Requests in flight: the last load report corrected by this registry's
+        dispatches and completions since; without a fresh report, the registry's
+        own outstanding dispatches."""
+        if self.report_time is not None and now - self.report_time <= REPORT_FRESH_S:
+            return max(0.0, self.reported_in_flight + self.dispatched_since_report - self.completed_since_report)
+        return float(self.outstanding.count(now))
+
+    def peak_ewma(self, now: float) -> float | None:
+        """Peak-EWMA latency in ms, decaying towards zero while unobserved so
+        that a node which was slow is retried eventually (as tower does)."""
+        if self.ewma_ms is None:
+            return None
+        return self.ewma_ms * math.exp(-max(now - self.ewma_time, 0.0) / PEAK_EWMA_DECAY_S)
+
+    def snapshot(self, now: float) -> dict:
+        return {
+            "inFlight": self.in_flight(now),
+            "latencyEwmaMs": self.peak_ewma(now),
+            "errorRate": round(self.error_ewma, 6),
+            "dispatches": self.dispatches,
+            "results": self.results,
+            "failures": self.failures,
+            "reported": {
+                "inFlight": self.reported_in_flight, "cpu": self.cpu, "qps": self.qps,
+                "errorRate": self.error_rate, "latencyMs": self.reported_latency_ms,
+            },
+        }
