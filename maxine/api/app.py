@@ -1,0 +1,77 @@
+"""The app factory: explicit wiring, no hidden globals."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+
+from .. import __version__
+from ..settings import Settings
+from .fastpath import FastPath
+from .operations import Maxine
+from .routes import core_routes, json_response
+
+log = logging.getLogger("maxine")
+
+
+async def sweep_leases(maxine: Maxine) -> None:
+    """Expire passed leases in small batches so a mass expiry never stalls discovery."""
+    interval = maxine.settings.sweep_interval
+    batch = 500
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            while maxine.registry.sweep(limit=batch) == batch:
+                await asyncio.sleep(0)
+        except Exception:
+            log.exception("lease sweep failed; retrying next tick")
+
+
+def create_app(settings: Settings | None = None, maxine: Maxine | None = None) -> FastPath:
+    """Build the ASGI app: the fast path in front of the FastAPI app.
+
+    ``maxine.background`` holds coroutine functions started with the app and
+    cancelled at shutdown; feature modules append to it."""
+    settings = settings or (maxine.settings if maxine else Settings())
+    maxine = maxine or Maxine(settings)
+    if sweep_leases not in maxine.background:
+        maxine.background.insert(0, sweep_leases)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        tasks = [asyncio.create_task(job(maxine)) for job in maxine.background]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    api = FastAPI(title="Maxine", version=__version__, lifespan=lifespan,
+                  description="Service registry and naming server with adaptive and learned load balancing.")
+    api.state.maxine = maxine
+    api.include_router(core_routes(maxine))
+
+    @api.exception_handler(HTTPException)
+    async def http_error(request, exc: HTTPException):
+        message = {404: f"Not found: {request.url.path[:200]}", 405: "Method not allowed"}.get(exc.status_code, exc.detail)
+        return json_response(exc.status_code, {"error": message})
+
+    @api.exception_handler(RequestValidationError)
+    async def validation_error(request, exc: RequestValidationError):
+        details = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        return json_response(400, {"error": "Validation failed", "details": details})
+
+    @api.exception_handler(Exception)
+    async def internal_error(request, exc: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return json_response(500, {"error": "Internal error; the request was not applied"})
+
+    front = FastPath(maxine, api, enabled=settings.fast_path)
+    front.api = api
+    return front

@@ -1,0 +1,72 @@
+"""Raw ASGI helpers: read a bounded JSON body, send a JSON response."""
+
+from __future__ import annotations
+
+import orjson
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BadJson(Exception):
+    pass
+
+
+async def read_body(scope, receive, limit: int) -> bytes:
+    """The whole request body, refusing more than ``limit`` bytes (413)."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                if int(value) > limit:
+                    raise BodyTooLarge
+            except ValueError:
+                pass
+            break
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def read_json(scope, receive, limit: int):
+    body = await read_body(scope, receive, limit)
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise BadJson from None
+
+
+def encode(payload) -> bytes:
+    return payload if isinstance(payload, bytes) else orjson.dumps(payload)
+
+
+async def send_json(send, status: int, payload, headers=None) -> None:
+    body = encode(payload)
+    await send({"type": "http.response.start", "status": status,
+                "headers": JSON_HEADERS + [(b"content-length", str(len(body)).encode())] + (headers or [])})
+    await send({"type": "http.response.body", "body": body})
+
+
+def client_ip(scope) -> str | None:
+    client = scope.get("client")
+    return client[0] if client else None
+
+
+def header(scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None

@@ -1,0 +1,241 @@
+"""What each endpoint does, independent of the HTTP layer serving it.
+
+The raw ASGI fast path and the FastAPI routes both call these methods, so
+every endpoint has exactly one implementation. Each returns ``(status,
+payload)``; the payload is a dict, or ready-made JSON bytes on the hot path.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+import orjson
+
+from .. import balancers
+from ..balancers import Balancers, PickContext
+from ..registry import CallGraph, Registry
+from ..settings import Settings
+from . import validation
+from .validation import Invalid
+
+SERVICE_UNAVAILABLE = orjson.dumps({"message": "Service unavailable"})
+QUERY_CACHE_SIZE = 4096
+
+
+@dataclass(slots=True, frozen=True)
+class DiscoverQuery:
+    service: str
+    strategy: str
+    version: str | None
+    tags: tuple
+    client_id: str | None
+    lat: float | None
+    lon: float | None
+    zone: str | None
+    region: str | None
+
+
+def error(status: int, message: str, **extra) -> tuple[int, dict]:
+    return status, {"error": message, **extra}
+
+
+def invalid(exc: Invalid) -> tuple[int, dict]:
+    return 400, {"error": "Validation failed", "details": exc.details}
+
+
+class Maxine:
+    """The state of one server: registry, strategies, telemetry, counters."""
+
+    def __init__(self, settings: Settings | None = None, registry: Registry | None = None,
+                 clock=time.time, rng: random.Random | None = None):
+        self.settings = settings or Settings()
+        self.clock = clock
+        self.registry = registry or Registry(self.settings.heartbeat_timeout, clock, self.settings.dispatch_ttl)
+        self.balancers = Balancers()
+        self.calls = CallGraph()
+        self.rng = rng or random.Random()
+        self.started = clock()
+        self.discoveries: dict[str, int] = {}
+        self.requests = 0
+        self.errors = 0
+        self.background: list = []  # coroutine functions run for the app's lifetime
+        self._queries: dict[bytes, DiscoverQuery | tuple[int, dict]] = {}
+
+    # --- discovery (hot path) ----------------------------------------------
+    def parse_discover(self, query_string: bytes) -> DiscoverQuery | tuple[int, dict]:
+        cached = self._queries.get(query_string)
+        if cached is not None:
+            return cached
+        try:
+            params = dict(parse_qsl(query_string.decode("utf-8", "strict"), keep_blank_values=True))
+        except UnicodeDecodeError:
+            return error(400, "Query string must be UTF-8")
+        parsed = self._parse_discover(params)
+        if len(self._queries) >= QUERY_CACHE_SIZE:
+            self._queries.clear()
+        self._queries[query_string] = parsed
+        return parsed
+
+    def _parse_discover(self, params: dict) -> DiscoverQuery | tuple[int, dict]:
+        name = params.get("serviceName")
+        if not name:
+            return error(400, "Missing serviceName")
+        if validation.service_name(name) is None:
+            return error(400, "Invalid serviceName: 1-100 characters of letters, digits, '.', '_' or '-'")
+        strategy = params.get("loadBalancing") or balancers.DEFAULT
+        if self.balancers.get(strategy) is None:
+            return error(400, f"Unknown loadBalancing strategy: {strategy[:100]!r}",
+                         validStrategies=self.balancers.names())
+        problems: list[str] = []
+        lat = validation.query_float(params, "lat", -90.0, 90.0, problems)
+        lon = validation.query_float(params, "lon", -180.0, 180.0, problems)
+        version = params.get("version") or None
+        tags = tuple(sorted({t for t in (params.get("tags") or "").split(",") if t}))
+        for key, value in (("version", version), ("clientId", params.get("clientId")),
+                           ("zone", params.get("zone")), ("region", params.get("region"))):
+            if value is not None and (len(value) > 256 or not value.isprintable()):
+                problems.append(f"{key}: at most 256 printable characters")
+        if len(tags) > 10 or any(len(t) > 50 for t in tags):
+            problems.append("tags: at most 10 comma-separated tags of at most 50 characters")
+        if problems:
+            return 400, {"error": "Validation failed", "details": problems}
+        return DiscoverQuery(name, strategy, version, tags, params.get("clientId") or None,
+                             lat, lon, params.get("zone") or None, params.get("region") or None)
+
+    def discover(self, query_string: bytes, client_ip: str | None = None,
+                 client_header: str | None = None) -> tuple[int, bytes | dict]:
+        query = self.parse_discover(query_string)
+        if type(query) is tuple:
+            return query
+        registry = self.registry
+        strategy = self.balancers.strategies[query.strategy]
+        now = self.clock()
+        ctx = PickContext(now, self.rng, query.client_id or client_header or client_ip, client_ip,
+                          query.lat, query.lon, query.zone, query.region)
+        for _ in range(8):  # each retry removes one expired instance from the pool
+            pool = registry.pool(query.service, query.version, query.tags)
+            if not pool:
+                return 404, SERVICE_UNAVAILABLE
+            node = strategy.pick(pool, ctx)
+            if now < node.deadline:
+                break
+            registry.expire(node)  # its lease passed before the sweep got to it
+        else:
+            return 404, SERVICE_UNAVAILABLE
+        node.state.on_dispatch(now)
+        self.discoveries[query.strategy] = self.discoveries.get(query.strategy, 0) + 1
+        body = node._bodies.get(query.strategy)
+        if body is None:
+            body = node._bodies[query.strategy] = orjson.dumps({
+                "nodeId": node.node_id, "serviceName": node.service_name, "address": node.address,
+                "host": node.host, "port": node.port, "metadata": node.metadata, "healthy": True,
+                "strategy": query.strategy,
+            })
+        return 200, body
+
+    # --- writes ------------------------------------------------------------------
+    def register(self, body) -> tuple[int, dict]:
+        try:
+            fields = validation.register(body)
+        except Invalid as exc:
+            return invalid(exc)
+        inst = self.registry.register(fields["service_name"], fields["host"], fields["port"],
+                                      fields["metadata"], fields["ttl"])
+        return 200, {"nodeId": inst.node_id, "status": "registered", "ttl": inst.ttl}
+
+    def heartbeat(self, body) -> tuple[int, dict]:
+        try:
+            node_id, load = validation.heartbeat(body)
+        except Invalid as exc:
+            return invalid(exc)
+        if self.registry.heartbeat(node_id, load) is None:
+            return 404, {"success": False, "error": f"Unknown nodeId: {node_id}"}
+        return 200, {"success": True}
+
+    def deregister(self, body) -> tuple[int, dict]:
+        try:
+            node_id = validation.deregister(body)
+        except Invalid as exc:
+            return invalid(exc)
+        return 200, {"success": True, "removed": self.registry.deregister(node_id)}
+
+    def record_response_time(self, body) -> tuple[int, dict]:
+        try:
+            node_id, latency_ms, success = validation.response_time(body)
+        except Invalid as exc:
+            return invalid(exc)
+        node = self.registry.get(node_id)
+        if node is None:
+            return 404, {"success": False, "error": f"Unknown nodeId: {node_id}"}
+        now = self.clock()
+        node.state.on_result(latency_ms, success, now)
+        self.balancers.learn_one(node, latency_ms, success, now)
+        return 200, {"success": True}
+
+    def record_call(self, body) -> tuple[int, dict]:
+        try:
+            caller, called = validation.call_edge(body)
+        except Invalid as exc:
+            return invalid(exc)
+        if not self.calls.record(caller, called, self.clock()):
+            return error(429, "Call graph is full; edge not recorded")
+        return 200, {"success": True}
+
+    # --- reads -------------------------------------------------------------------
+    def servers(self) -> tuple[int, dict]:
+        return 200, {"services": sorted(self.registry.services)}
+
+    def service(self, name: str) -> tuple[int, dict]:
+        svc = self.registry.service(name)
+        live = self.registry.live_instances(name)
+        if svc is None or not live:
+            return error(404, f"Unknown service: {name[:200]}")
+        now = self.clock()
+        return 200, {"serviceName": name, "index": svc.index,
+                     "instances": [self._instance_view(i, now) for i in sorted(live, key=lambda i: i.node_id)]}
+
+    def _instance_view(self, inst, now: float) -> dict:
+        view = inst.describe(now)
+        view["nodeName"] = inst.node_id
+        view["load"] = inst.state.snapshot(now)
+        return view
+
+    def node_health(self, node_id: str) -> tuple[int, dict]:
+        inst = self.registry.get(node_id)
+        if inst is None:
+            return error(404, f"Unknown nodeId: {node_id[:600]}")
+        now = self.clock()
+        view = self._instance_view(inst, now)
+        view["timeSinceLastHeartbeat"] = (now - inst.last_heartbeat) * 1000.0
+        view["responseTime"] = inst.state.peak_ewma(now)
+        return 200, view
+
+    def health(self) -> tuple[int, dict]:
+        return 200, {"status": "ok", "services": len(self.registry.services), "nodes": len(self.registry.nodes),
+                     "uptime": self.clock() - self.started, "persistence": self.settings.persistence}
+
+    def versions(self, name: str | None) -> tuple[int, dict]:
+        if not name:
+            return error(400, "Missing serviceName")
+        if validation.service_name(name) is None:
+            return error(400, "Invalid serviceName")
+        if not self.registry.live_instances(name):
+            return error(404, f"Unknown service: {name}")
+        return 200, {"serviceName": name, "versions": self.registry.versions(name)}
+
+    def metrics(self) -> tuple[int, dict]:
+        registry = self.registry
+        return 200, {
+            "uptime": self.clock() - self.started,
+            "requests": self.requests,
+            "errors": self.errors,
+            "services": len(registry.services),
+            "nodes": len(registry.nodes),
+            **registry.counters,
+            "discoveries": dict(sorted(self.discoveries.items())),
+            "callEdges": len(self.calls.edges),
+            "persistenceType": self.settings.persistence,
+        }

@@ -1,0 +1,128 @@
+"""The core HTTP contract as FastAPI routes (documented at ``/docs``).
+
+Hot routes are normally answered by :mod:`maxine.api.fastpath` before they
+reach these; the routes here serve them when the fast path is off and keep
+them in the OpenAPI document. Both call the same :class:`Maxine` methods.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from .asgi import BadJson, BodyTooLarge, client_ip, encode, header, read_json
+from .operations import Maxine
+
+
+def json_response(status: int, payload) -> Response:
+    return Response(encode(payload), status_code=status, media_type="application/json")
+
+
+def body_schema(required: list[str], properties: dict, example: dict) -> dict:
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"type": "object", "required": required, "properties": properties}, "example": example}}}}
+
+
+NODE_ID = {"nodeId": {"type": "string"}}
+REGISTER_BODY = body_schema(
+    ["serviceName", "host", "port"],
+    {"serviceName": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,100}$"},
+     "host": {"type": "string", "maxLength": 253},
+     "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+     "ttl": {"type": "number", "minimum": 1, "maximum": 86400, "description": "lease TTL in seconds"},
+     "metadata": {"type": "object", "description": "version, weight, tags, healthCheck, region, zone, lat, lon, cost, anything else"}},
+    {"serviceName": "orders", "host": "10.0.0.5", "port": 8080,
+     "metadata": {"version": "1.2.0", "weight": 2, "tags": ["web"], "zone": "eu-1a"}})
+HEARTBEAT_BODY = body_schema(
+    ["nodeId"],
+    {**NODE_ID, "inFlight": {"type": "number", "minimum": 0}, "cpu": {"type": "number", "minimum": 0, "maximum": 1},
+     "qps": {"type": "number", "minimum": 0}, "errorRate": {"type": "number", "minimum": 0, "maximum": 1},
+     "latencyMs": {"type": "number", "minimum": 0}},
+    {"nodeId": "orders:10.0.0.5:8080", "inFlight": 3, "cpu": 0.41, "qps": 120, "errorRate": 0.0, "latencyMs": 12.5})
+DEREGISTER_BODY = body_schema(["nodeId"], NODE_ID, {"nodeId": "orders:10.0.0.5:8080"})
+RESPONSE_TIME_BODY = body_schema(
+    ["nodeId", "responseTime"],
+    {**NODE_ID, "responseTime": {"type": "number", "minimum": 0, "description": "milliseconds"},
+     "success": {"type": "boolean", "default": True}, "statusCode": {"type": "integer"}},
+    {"nodeId": "orders:10.0.0.5:8080", "responseTime": 14.2, "success": True})
+CALL_BODY = body_schema(["callerService", "calledService"],
+                        {"callerService": {"type": "string"}, "calledService": {"type": "string"}},
+                        {"callerService": "web", "calledService": "orders"})
+
+
+def core_routes(maxine: Maxine) -> APIRouter:
+    router = APIRouter()
+    limit = maxine.settings.max_body_bytes
+
+    async def with_body(request: Request, operation) -> Response:
+        try:
+            body = await read_json(request.scope, request.receive, limit)
+        except BodyTooLarge:
+            return json_response(413, {"error": "Request body too large"})
+        except BadJson:
+            return json_response(400, {"error": "Invalid JSON"})
+        return json_response(*operation(body))
+
+    @router.post("/register", openapi_extra=REGISTER_BODY, tags=["registry"],
+                 summary="Register an instance, or refresh its lease and replace its metadata")
+    async def register(request: Request):
+        return await with_body(request, maxine.register)
+
+    @router.post("/heartbeat", openapi_extra=HEARTBEAT_BODY, tags=["registry"],
+                 summary="Renew a lease, optionally with a load report (fast path)")
+    async def heartbeat(request: Request):
+        return await with_body(request, maxine.heartbeat)
+
+    @router.delete("/deregister", openapi_extra=DEREGISTER_BODY, tags=["registry"],
+                   summary="Remove an instance (idempotent, terminal)")
+    async def deregister(request: Request):
+        return await with_body(request, maxine.deregister)
+
+    @router.get("/discover", tags=["discovery"], summary="Pick an instance (fast path)")
+    async def discover(request: Request,
+                       serviceName: str | None = Query(None, description="service to discover (required)"),
+                       loadBalancing: str | None = Query(None, description="strategy; default round-robin"),
+                       version: str | None = Query(None, description="exact version, or 'latest'"),
+                       tags: str | None = Query(None, description="comma-separated; all must be present"),
+                       clientId: str | None = Query(None, description="key for consistent-hash"),
+                       lat: str | None = Query(None), lon: str | None = Query(None),
+                       zone: str | None = Query(None), region: str | None = Query(None)):
+        scope = request.scope
+        return json_response(*maxine.discover(scope["query_string"], client_ip(scope),
+                                              header(scope, b"x-client-id")))
+
+    @router.post("/record-response-time", openapi_extra=RESPONSE_TIME_BODY, tags=["telemetry"],
+                 summary="Report how a call to an instance went (fast path)")
+    async def record_response_time(request: Request):
+        return await with_body(request, maxine.record_response_time)
+
+    @router.post("/record-call", openapi_extra=CALL_BODY, tags=["telemetry"],
+                 summary="Record a caller → called edge of the dependency graph")
+    async def record_call(request: Request):
+        return await with_body(request, maxine.record_call)
+
+    @router.get("/servers", tags=["registry"], summary="Names of services with live instances")
+    async def servers():
+        return json_response(*maxine.servers())
+
+    @router.get("/services/{service_name}", tags=["registry"], summary="A service's live instances")
+    async def service(service_name: str):
+        return json_response(*maxine.service(service_name))
+
+    @router.get("/health", tags=["health"], summary="Registry status and counts")
+    async def health():
+        return json_response(*maxine.health())
+
+    @router.get("/health/{node_id:path}", tags=["health"], summary="One instance with its lease and load")
+    async def node_health(node_id: str):
+        return json_response(*maxine.node_health(node_id))
+
+    @router.get("/versions", tags=["registry"], summary="Versions of a service, in semantic order")
+    async def versions(serviceName: str | None = Query(None)):
+        return json_response(*maxine.versions(serviceName))
+
+    @router.get("/metrics", tags=["health"], summary="Counters as JSON")
+    async def metrics():
+        return json_response(*maxine.metrics())
+
+    return router

@@ -1,0 +1,82 @@
+"""Settings: one table drives the CLI flags, the ``MAXINE_*`` environment
+variables and the README's settings table. Flags win over the environment,
+the environment over defaults."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field, fields
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true/false, got {text!r}")
+
+
+def _setting(default, help: str, parse=None, choices=None):
+    return field(default=default, metadata={"help": help, "parse": parse, "choices": choices})
+
+
+@dataclass
+class Settings:
+    host: str = _setting("127.0.0.1", "Address to bind; 0.0.0.0 (all interfaces) must be asked for explicitly.")
+    port: int = _setting(8080, "TCP port to listen on.")
+    log_level: str = _setting("info", "Log level.", choices=("critical", "error", "warning", "info", "debug"))
+    access_log: bool = _setting(False, "Log every request (costs about 10 % of throughput).", parse=_bool)
+    heartbeat_timeout: float = _setting(30.0, "Default lease TTL in seconds; an instance may override it with `ttl` at register.")
+    sweep_interval: float = _setting(0.2, "Seconds between lease sweeps (expired instances are never served even before the sweep).")
+    dispatch_ttl: float = _setting(30.0, "Seconds after which a dispatch never reported back stops counting as in flight.")
+    max_body_bytes: int = _setting(1 << 20, "Largest accepted request body; larger bodies get 413.")
+    fast_path: bool = _setting(True, "Serve /discover, /heartbeat, /record-response-time from the raw ASGI layer.", parse=_bool)
+    data_dir: str = _setting("./data", "Directory for persistent state and logs.")
+    persistence: str = _setting("memory", "Where registry state lives.", choices=("memory", "file", "redis"))
+
+    @classmethod
+    def env_name(cls, name: str) -> str:
+        return "MAXINE_" + ("HEARTBEAT_TIMEOUT" if name == "heartbeat_timeout" else name.upper())
+
+    @classmethod
+    def from_env(cls, environ=None, **overrides) -> "Settings":
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in fields(cls):
+            raw = environ.get(cls.env_name(f.name))
+            if raw is not None:
+                values[f.name] = _convert(f, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        for f in fields(cls):
+            flag = "--" + f.name.replace("_", "-")
+            kind = f.metadata["parse"] or type(f.default)
+            parser.add_argument(flag, dest=f.name, default=None, type=kind, choices=f.metadata["choices"],
+                                help=f"{f.metadata['help']} [env {cls.env_name(f.name)}, default {f.default}]")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, environ=None) -> "Settings":
+        return cls.from_env(environ, **{f.name: getattr(args, f.name, None) for f in fields(cls)})
+
+    @classmethod
+    def table(cls) -> list[tuple[str, str, str, str]]:
+        """(flag, environment variable, default, meaning) rows for the docs."""
+        return [("--" + f.name.replace("_", "-"), cls.env_name(f.name), str(f.default), f.metadata["help"])
+                for f in fields(cls)]
+
+
+def _convert(f, raw: str):
+    parse = f.metadata["parse"] or type(f.default)
+    try:
+        value = parse(raw)
+    except ValueError as exc:
+        raise SystemExit(f"invalid {Settings.env_name(f.name)}={raw!r}: {exc}") from None
+    choices = f.metadata["choices"]
+    if choices and value not in choices:
+        raise SystemExit(f"invalid {Settings.env_name(f.name)}={raw!r}: choose from {', '.join(choices)}")
+    return value
