@@ -1,0 +1,206 @@
+"""Balancer behaviour, in process, on real registry objects."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from maxine.balancers import Balancers, PickContext
+from maxine.registry import Pool, Registry
+
+
+class Clock:
+    def __init__(self, t: float = 1000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def make_pool(n: int, metadata=lambda i: {}, clock=None):
+    registry = Registry(clock=clock or Clock())
+    for i in range(n):
+        registry.register("svc", "10.0.0.1", 1000 + i, metadata(i))
+    return registry, registry.pool("svc")
+
+
+def ctx(now=1000.0, seed=1, **kw):
+    return PickContext(now=now, rng=random.Random(seed), **kw)
+
+
+def test_weighted_random_follows_weights():
+    _, pool = make_pool(4, lambda i: {"weight": i + 1})
+    strategy = Balancers(["weighted-random"]).get("weighted-random")
+    c = ctx()
+    counts = Counter(strategy.pick(pool, c).port - 1000 for _ in range(40_000))
+    for i in range(4):
+        expected = (i + 1) / 10
+        assert counts[i] / 40_000 == pytest.approx(expected, abs=0.015)
+
+
+def test_consistent_hash_is_stable_and_moves_about_one_nth():
+    registry = Registry(clock=Clock())
+    for i in range(10):
+        registry.register("svc", "10.0.0.1", 1000 + i)
+    strategy = Balancers(["consistent-hash"]).get("consistent-hash")
+    keys = [f"client-{k}" for k in range(5000)]
+    before = {k: strategy.pick(registry.pool("svc"), ctx(client_key=k)).node_id for k in keys}
+    again = {k: strategy.pick(registry.pool("svc"), ctx(client_key=k)).node_id for k in keys}
+    assert before == again
+    registry.register("svc", "10.0.0.1", 2000)  # N = 10 -> 11
+    after = {k: strategy.pick(registry.pool("svc"), ctx(client_key=k)).node_id for k in keys}
+    moved = [k for k in keys if before[k] != after[k]]
+    assert all(after[k] == "svc:10.0.0.1:2000" for k in moved)  # keys only move to the new node
+    assert 0.04 < len(moved) / len(keys) < 0.16  # about 1/11
+
+
+def test_ip_hash_keys_on_client_ip():
+    _, pool = make_pool(5)
+    strategy = Balancers(["ip-hash"]).get("ip-hash")
+    picks = {strategy.pick(pool, ctx(client_ip="192.0.2.7", client_key="ignored-" + str(i))).node_id
+             for i in range(20)}
+    assert len(picks) == 1
+
+
+def test_least_connections_follows_in_flight():
+    clock = Clock()
+    _, pool = make_pool(3, clock=clock)
+    strategy = Balancers(["least-connections"]).get("least-connections")
+    a, b, c = pool.nodes
+    for _ in range(3):
+        a.state.on_dispatch(clock.t)
+    b.state.on_dispatch(clock.t)
+    assert strategy.pick(pool, ctx()) is c
+    c.state.on_dispatch(clock.t)
+    c.state.on_dispatch(clock.t)
+    assert strategy.pick(pool, ctx()) is b
+    # completions bring a node back
+    for _ in range(3):
+        a.state.on_result(5.0, True, clock.t)
+    assert strategy.pick(pool, ctx()) is a
+
+
+def test_least_connections_spreads_when_dispatches_are_counted():
+    clock = Clock()
+    _, pool = make_pool(4, clock=clock)
+    strategy = Balancers(["least-connections"]).get("least-connections")
+    c = ctx()
+    for _ in range(40):
+        strategy.pick(pool, c).state.on_dispatch(clock.t)
+    assert [n.state.in_flight(clock.t) for n in pool.nodes] == [10, 10, 10, 10]
+
+
+def test_in_flight_uses_load_report_plus_dispatches_since():
+    clock = Clock()
+    _, pool = make_pool(1, clock=clock)
+    state = pool.nodes[0].state
+    for _ in range(5):
+        state.on_dispatch(clock.t)
+    state.on_load_report(clock.t, in_flight=2)  # the instance says 2 are running
+    assert state.in_flight(clock.t) == 2
+    state.on_dispatch(clock.t)
+    assert state.in_flight(clock.t) == 3
+    state.on_result(1.0, True, clock.t)
+    state.on_result(1.0, True, clock.t)
+    assert state.in_flight(clock.t) == 1
+
+
+def test_unreported_dispatches_are_forgotten():
+    """The original's counter only grew; ours forgets dispatches nobody reported."""
+    clock = Clock()
+    _, pool = make_pool(1, clock=clock)
+    state = pool.nodes[0].state
+    for _ in range(100):
+        state.on_dispatch(clock.t)
+    assert state.in_flight(clock.t) == 100
+    clock.t += 31.0
+    assert state.in_flight(clock.t) == 0
+
+
+def test_peak_ewma_avoids_a_slow_node():
+    clock = Clock()
+    _, pool = make_pool(5, clock=clock)
+    slow = pool.nodes[2]
+    for name in ("least-response-time",):
+        strategy = Balancers([name]).get(name)
+        c = ctx()
+        counts = Counter()
+        for step in range(2000):
+            clock.t += 0.001
+            c.now = clock.t
+            node = strategy.pick(pool, c)
+            node.state.on_dispatch(clock.t)
+            counts[node.port] += 1
+            node.state.on_result(100.0 if node is slow else 10.0, True, clock.t)
+        assert counts[slow.port] < 0.05 * 2000, counts
+
+
+def test_peak_ewma_treats_fast_failures_as_slow():
+    clock = Clock()
+    _, pool = make_pool(2, clock=clock)
+    good, failing = pool.nodes
+    strategy = Balancers(["least-response-time"]).get("least-response-time")
+    c = ctx()
+    counts = Counter()
+    for _ in range(1000):
+        clock.t += 0.001
+        c.now = clock.t
+        node = strategy.pick(pool, c)
+        node.state.on_dispatch(clock.t)
+        counts[node.port] += 1
+        if node is failing:
+            node.state.on_result(1.0, False, clock.t)  # fails in 1 ms
+        else:
+            node.state.on_result(20.0, True, clock.t)
+    assert counts[failing.port] < 0.1 * 1000, counts
+
+
+def test_power_of_two_prefers_less_loaded():
+    clock = Clock()
+    _, pool = make_pool(2, clock=clock)
+    busy, idle = pool.nodes
+    for _ in range(10):
+        busy.state.on_dispatch(clock.t)
+    strategy = Balancers(["power-of-two-choices"]).get("power-of-two-choices")
+    assert all(strategy.pick(pool, ctx(seed=s)) is idle for s in range(20))
+
+
+def test_weighted_least_connections_respects_weight():
+    clock = Clock()
+    _, pool = make_pool(2, lambda i: {"weight": 1 if i == 0 else 4}, clock=clock)
+    strategy = Balancers(["weighted-least-connections"]).get("weighted-least-connections")
+    c = ctx()
+    for _ in range(50):
+        strategy.pick(pool, c).state.on_dispatch(clock.t)
+    light, heavy = pool.nodes
+    assert heavy.state.in_flight(clock.t) == pytest.approx(4 * light.state.in_flight(clock.t), abs=5)
+
+
+def test_plugin_registration():
+    from maxine import balancers
+
+    class AlwaysLast:
+        name = "always-last"
+
+        def pick(self, pool, ctx):
+            return pool.nodes[-1]
+
+    balancers.register("always-last", AlwaysLast)
+    try:
+        _, pool = make_pool(3)
+        strategy = Balancers().get("always-last")
+        assert strategy.pick(pool, ctx()) is pool.nodes[-1]
+    finally:
+        balancers._factories.pop("always-last")
+
+
+def test_round_robin_pick_is_cheap():
+    """Not a timing assertion: a behavioural check that RR needs no per-pick allocation of lists."""
+    _, pool = make_pool(10)
+    strategy = Balancers(["round-robin"]).get("round-robin")
+    c = ctx()
+    order = [strategy.pick(pool, c).port for _ in range(20)]
+    assert order == [1000 + (i % 10) for i in range(20)]
+    assert isinstance(pool, Pool)

@@ -1,0 +1,115 @@
+"""Leases: deadlines checked at read time, swept within a second, no full scans."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import orjson
+
+from maxine.registry import EXPIRED, Registry
+
+
+class Clock:
+    def __init__(self, t: float = 0.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_expired_instance_is_never_returned_before_the_sweep():
+    clock = Clock()
+    registry = Registry(default_ttl=10.0, clock=clock)
+    registry.register("svc", "h", 1)
+    registry.register("svc", "h", 2, ttl=20.0)
+    clock.t = 15.0
+    # no sweep has run; the pool is rebuilt on demand and the read checks deadlines
+    assert registry.get("svc:h:1") is None
+    assert [i.port for i in registry.live_instances("svc")] == [2]
+    assert registry.heartbeat("svc:h:1") is None  # too late: must register again
+
+
+def test_discovery_skips_an_expired_instance_in_a_cached_pool():
+    from maxine.api import Maxine
+
+    clock = Clock()
+    maxine = Maxine(registry=Registry(default_ttl=10.0, clock=clock), clock=clock)
+    maxine.registry.register("svc", "h", 1)
+    maxine.registry.register("svc", "h", 2, ttl=20.0)
+    assert maxine.discover(b"serviceName=svc")[0] == 200  # pool now cached with both
+    clock.t = 15.0
+    picks = {orjson.loads(maxine.discover(b"serviceName=svc")[1])["port"] for _ in range(10)}
+    assert picks == {2}
+    clock.t = 25.0
+    assert maxine.discover(b"serviceName=svc")[0] == 404
+
+
+def test_sweep_only_touches_due_leases():
+    clock = Clock()
+    registry = Registry(default_ttl=30.0, clock=clock)
+    changes = []
+    registry.listeners.append(changes.append)
+    for port in range(1, 1001):
+        registry.register("svc", "h", port, ttl=30.0 if port % 10 else 5.0)
+    clock.t = 6.0
+    assert registry.sweep(limit=10_000) == 100
+    assert [c.kind for c in changes[-100:]] == [EXPIRED] * 100
+    assert len(registry.nodes) == 900
+    assert registry.next_deadline() == 30.0  # heap now only holds the live leases
+    # heartbeats move deadlines without growing the heap
+    for _ in range(5):
+        for port in range(1, 1001):
+            registry.heartbeat(f"svc:h:{port}")
+    assert len(registry.leases) == 900
+
+
+def test_heartbeat_extends_and_sweep_refiles():
+    clock = Clock()
+    registry = Registry(default_ttl=10.0, clock=clock)
+    registry.register("svc", "h", 1)
+    clock.t = 8.0
+    registry.heartbeat("svc:h:1")
+    clock.t = 12.0
+    assert registry.sweep() == 0  # the old entry was re-filed at 18
+    assert registry.get("svc:h:1") is not None
+    clock.t = 18.5
+    assert registry.sweep() == 1
+
+
+def test_sweep_batches_are_bounded():
+    clock = Clock()
+    registry = Registry(default_ttl=1.0, clock=clock)
+    for port in range(1, 2501):
+        registry.register("svc", "h", port)
+    clock.t = 2.0
+    assert registry.sweep(limit=1000) == 1000
+    assert registry.sweep(limit=1000) == 1000
+    assert registry.sweep(limit=1000) == 500
+
+
+def test_lease_expiry_over_http(server, svc_name):
+    with httpx.Client(base_url=server.url) as http:
+        node = http.post("/register", json={"serviceName": svc_name, "host": "h", "port": 1, "ttl": 1}).json()["nodeId"]
+        registered = time.monotonic()
+        assert http.get("/discover", params={"serviceName": svc_name}).status_code == 200
+        while http.get("/discover", params={"serviceName": svc_name}).status_code == 200:
+            assert time.monotonic() - registered < 1.3, "served after its lease passed"
+            time.sleep(0.02)
+        gone_at = time.monotonic() - registered
+        assert gone_at >= 0.95
+        # the sweep removes it from the listings within a second of the deadline
+        deadline = time.monotonic() + 1.0
+        while svc_name in http.get("/servers").json()["services"]:
+            assert time.monotonic() < deadline, "sweep did not remove the instance within 1 s"
+            time.sleep(0.02)
+        assert http.post("/heartbeat", json={"nodeId": node}).status_code == 404
+
+
+def test_heartbeats_keep_a_lease_alive(server, svc_name):
+    with httpx.Client(base_url=server.url) as http:
+        node = http.post("/register", json={"serviceName": svc_name, "host": "h", "port": 1, "ttl": 1}).json()["nodeId"]
+        for _ in range(8):
+            time.sleep(0.3)
+            assert http.post("/heartbeat", json={"nodeId": node}).status_code == 200
+        assert http.get("/discover", params={"serviceName": svc_name}).status_code == 200
