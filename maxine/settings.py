@@ -35,6 +35,17 @@ class Settings:
     fast_path: bool = _setting(True, "Serve /discover, /heartbeat, /record-response-time from the raw ASGI layer.", parse=_bool)
     data_dir: str = _setting("./data", "Directory for persistent state and logs.")
     persistence: str = _setting("memory", "Where registry state lives.", choices=("memory", "file", "redis"))
+    fsync: str = _setting("always", "File persistence: fsync the journal on every change (always), every --fsync-interval (interval) or never (the OS decides; still survives a process crash).", choices=("always", "interval", "never"))
+    fsync_interval: float = _setting(1.0, "Seconds between journal fsyncs with --fsync interval; also how often lease renewals are flushed.")
+    snapshot_interval: float = _setting(300.0, "Seconds between file snapshots (the journal is truncated after each).")
+    restart_grace: float = _setting(5.0, "After a restart, seconds during which leases that run out are held so live instances can heartbeat again (leases that ran out while the server was down still expire at once).")
+    self_preservation_threshold: float = _setting(0.15, "Stop evicting when more than this fraction of instances would expire within --self-preservation-window (0 disables).")
+    self_preservation_window: float = _setting(15.0, "Window in seconds for the self-preservation threshold.")
+    event_history: int = _setting(10000, "Change events kept for /events and stream resumption.")
+    redis_url: str = _setting("redis://127.0.0.1:6379/0", "Redis for --persistence redis (shared by all replicas).")
+    redis_prefix: str = _setting("maxine", "Key prefix in Redis; replicas sharing a registry use the same prefix.")
+    mqtt_url: str = _setting("", "Publish change events to this MQTT broker (mqtt://host:port); empty disables.")
+    mqtt_topic: str = _setting("maxine/registry/events", "MQTT base topic; events go to <topic>/<event>.")
 
     @classmethod
     def env_name(cls, name: str) -> str:

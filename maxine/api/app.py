@@ -12,6 +12,8 @@ from starlette.exceptions import HTTPException
 
 from .. import __version__
 from ..settings import Settings
+from ..persistence import install as install_durability
+from .events_routes import events_routes
 from .fastpath import FastPath
 from .operations import Maxine
 from .routes import core_routes, json_response
@@ -39,7 +41,8 @@ def create_app(settings: Settings | None = None, maxine: Maxine | None = None) -
     cancelled at shutdown; feature modules append to it."""
     settings = settings or (maxine.settings if maxine else Settings())
     maxine = maxine or Maxine(settings)
-    if sweep_leases not in maxine.background:
+    install_durability(maxine)  # events, persistence, sweeper with self-preservation, MQTT
+    if maxine.sweeper is None and sweep_leases not in maxine.background:
         maxine.background.insert(0, sweep_leases)
 
     @contextlib.asynccontextmanager
@@ -51,11 +54,17 @@ def create_app(settings: Settings | None = None, maxine: Maxine | None = None) -
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            for hook in getattr(maxine, "shutdown_hooks", ()):
+                try:
+                    hook()
+                except Exception:
+                    log.exception("shutdown hook failed")
 
     api = FastAPI(title="Maxine", version=__version__, lifespan=lifespan,
                   description="Service registry and naming server with adaptive and learned load balancing.")
     api.state.maxine = maxine
     api.include_router(core_routes(maxine))
+    api.include_router(events_routes(maxine))
 
     @api.exception_handler(HTTPException)
     async def http_error(request, exc: HTTPException):

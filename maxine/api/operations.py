@@ -62,6 +62,9 @@ class Maxine:
         self.requests = 0
         self.errors = 0
         self.background: list = []  # coroutine functions run for the app's lifetime
+        self.events = None   # EventHub (maxine.persistence.install)
+        self.store = None    # FileStore / RedisStore when persistence is not memory
+        self.sweeper = None  # lease sweeper with self-preservation
         self._queries: dict[bytes, DiscoverQuery | tuple[int, dict]] = {}
 
     # --- discovery (hot path) ----------------------------------------------
@@ -137,7 +140,17 @@ class Maxine:
         return 200, body
 
     # --- writes ------------------------------------------------------------------
+    def write_blocked(self) -> tuple[int, dict] | None:
+        """503 while the shared store cannot take writes (Redis down)."""
+        store = self.store
+        if store is not None and not store.writable:
+            return 503, {"error": store.unavailable_message(), "retryable": True}
+        return None
+
     def register(self, body) -> tuple[int, dict]:
+        blocked = self.write_blocked()
+        if blocked is not None:
+            return blocked
         try:
             fields = validation.register(body)
         except Invalid as exc:
@@ -156,6 +169,9 @@ class Maxine:
         return 200, {"success": True}
 
     def deregister(self, body) -> tuple[int, dict]:
+        blocked = self.write_blocked()
+        if blocked is not None:
+            return blocked
         try:
             node_id = validation.deregister(body)
         except Invalid as exc:
@@ -214,8 +230,17 @@ class Maxine:
         return 200, view
 
     def health(self) -> tuple[int, dict]:
-        return 200, {"status": "ok", "services": len(self.registry.services), "nodes": len(self.registry.nodes),
-                     "uptime": self.clock() - self.started, "persistence": self.settings.persistence}
+        payload = {"status": "ok", "services": len(self.registry.services), "nodes": len(self.registry.nodes),
+                   "uptime": self.clock() - self.started, "persistence": self.settings.persistence}
+        if self.store is not None:
+            payload["store"] = store = self.store.status()
+            if not store["healthy"]:
+                payload["status"] = "degraded"
+        if self.sweeper is not None:
+            payload["selfPreservation"] = self.sweeper.status()
+            if self.sweeper.active:
+                payload["status"] = "degraded"
+        return 200, payload
 
     def versions(self, name: str | None) -> tuple[int, dict]:
         if not name:
@@ -238,4 +263,8 @@ class Maxine:
             "discoveries": dict(sorted(self.discoveries.items())),
             "callEdges": len(self.calls.edges),
             "persistenceType": self.settings.persistence,
+            "selfPreservationActive": bool(self.sweeper and self.sweeper.active),
+            "selfPreservationActivations": self.sweeper.activations if self.sweeper else 0,
+            "events": self.events.published if self.events else 0,
+            "eventSubscribers": len(self.events.subscribers) if self.events else 0,
         }

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from .asgi import BadJson, BodyTooLarge, client_ip, encode, header, read_json
+from .events_routes import blocking_service
 from .operations import Maxine
 
 
@@ -105,9 +106,12 @@ def core_routes(maxine: Maxine) -> APIRouter:
     async def servers():
         return json_response(*maxine.servers())
 
-    @router.get("/services/{service_name}", tags=["registry"], summary="A service's live instances")
-    async def service(service_name: str):
-        return json_response(*maxine.service(service_name))
+    @router.get("/services/{service_name}", tags=["registry"],
+                summary="A service's live instances; with ?index=N blocks until it changes past N")
+    async def service(service_name: str,
+                      index: str | None = Query(None, description="block until the service's index exceeds this"),
+                      wait: str | None = Query(None, description="longest block, e.g. 30s or 5m (default 5m)")):
+        return await blocking_service(maxine, service_name, index, wait)  # sets X-Maxine-Index
 
     @router.get("/health", tags=["health"], summary="Registry status and counts")
     async def health():

@@ -70,6 +70,9 @@ class Registry:
         self.leases = LeaseHeap()
         self.index = 0
         self.listeners: list[Callable[[Change], None]] = []
+        # Called with the instance when a lease moves without a change event
+        # (heartbeat, same-metadata re-register): persistence batches these.
+        self.on_renew: Callable[[Instance], None] | None = None
         self.counters = {"registrations": 0, "deregistrations": 0, "expiries": 0, "heartbeats": 0}
 
     # --- mutations -----------------------------------------------------------
@@ -88,6 +91,8 @@ class Registry:
             inst.last_heartbeat = now
             inst.deadline = now + ttl
             self.leases.schedule(inst)
+            if self.on_renew is not None:
+                self.on_renew(inst)
             if inst.metadata != metadata:
                 inst.set_metadata(metadata)
                 self._touch(self.services[service_name])
@@ -113,6 +118,8 @@ class Registry:
         self.counters["heartbeats"] += 1
         if load:
             inst.state.on_load_report(now, **load)
+        if self.on_renew is not None:
+            self.on_renew(inst)
         return inst
 
     def deregister(self, node_id: str) -> bool:
