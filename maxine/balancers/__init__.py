@@ -87,6 +87,7 @@ def _builtin():
     register("geo-aware", lambda: Nearest(FullScan(InFlight(), "least-connections")))
     register("cost-aware", lambda: FullScan(MetadataCost(), "cost-aware"))
     register("least-response-time", lambda: FullScan(PeakEwma(), "least-response-time"))
+    from .adaptive import register_adaptive; register_adaptive(register)  # noqa: E702
 
 
 _builtin()
