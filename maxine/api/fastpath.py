@@ -10,6 +10,8 @@ the same operations and documents them at ``/docs``.
 from __future__ import annotations
 
 import logging
+from bisect import bisect_right
+from time import perf_counter
 
 from .asgi import BadJson, BodyTooLarge, client_ip, header, read_json, send_json
 from .operations import Maxine
@@ -43,8 +45,13 @@ class FastPath:
         method = scope["method"]
         try:
             if method == "GET" and path == "/discover" and self.discover_enabled:
+                started = perf_counter()
                 status, payload = maxine.discover(scope["query_string"], client_ip(scope),
                                                   header(scope, b"x-client-id"))
+                elapsed = perf_counter() - started
+                latency = maxine.discover_latency
+                latency.counts[bisect_right(latency.bounds, elapsed)] += 1
+                latency.total[0] += elapsed
             elif method == "POST" and path in self.posts:
                 try:
                     body = await read_json(scope, receive, self.limit)

@@ -19,6 +19,7 @@ from ..balancers import Balancers, PickContext
 from ..registry import CallGraph, Registry
 from ..settings import Settings
 from . import validation
+from .observability import BY_STRATEGY, LatencyHistogram
 from .validation import Invalid
 
 SERVICE_UNAVAILABLE = orjson.dumps({"message": "Service unavailable"})
@@ -61,6 +62,7 @@ class Maxine:
         self.discoveries: dict[str, int] = {}
         self.requests = 0
         self.errors = 0
+        self.discover_latency = LatencyHistogram()  # updated inline by the fast path
         self.background: list = []  # coroutine functions run for the app's lifetime
         self.events = None   # EventHub (maxine.persistence.install)
         self.store = None    # FileStore / RedisStore when persistence is not memory
@@ -130,6 +132,10 @@ class Maxine:
             return 404, SERVICE_UNAVAILABLE
         node.state.on_dispatch(now)
         self.discoveries[query.strategy] = self.discoveries.get(query.strategy, 0) + 1
+        by = node.state.extra.get(BY_STRATEGY)  # per-node picks by strategy, for the dashboard
+        if by is None:
+            by = node.state.extra[BY_STRATEGY] = {}
+        by[query.strategy] = by.get(query.strategy, 0) + 1
         body = node._bodies.get(query.strategy)
         if body is None:
             body = node._bodies[query.strategy] = orjson.dumps({
