@@ -160,6 +160,8 @@ def _payload(result, key: str):
         if result[0] != 200 or not isinstance(result[1], dict):
             return None
         return result[1].get(key)
+    if isinstance(result, dict) and key in result:
+        return result[key]
     return result
 
 
