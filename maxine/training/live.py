@@ -1,0 +1,407 @@
+"""``maxine bench live``: the lab's scenario format over real sockets.
+
+Starts a real ``maxine serve`` (subprocess, 127.0.0.1, a free port), one tiny
+asyncio HTTP server per scenario instance that sleeps per the scenario's
+service-time model (``workers`` concurrent requests, FCFS queue, speed events,
+fast failures answered 503 after ``fail_ms``), heartbeats carrying the
+instances' load reports, and open-loop client workers that use the Python
+client: discover → call → report. Every strategy runs on the same seeded
+workload, one after the other, against freshly registered instances. Bounded
+in requests and wall time; prints the same table as ``bench lb`` (no oracle;
+"pick µs" is the client's whole /discover round trip).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+
+import numpy as np
+
+from . import bench
+from . import scenario as scenarios
+from .simulator import _arrival_times, _service_work_ms
+
+LIVE_DEFAULT = {
+    "name": "live-small",
+    "description": "4 instances, one 5x slower; 20 ms mean exponential service; 60 % load; heartbeats every 250 ms.",
+    "requests": 400,
+    "warmup_fraction": 0.1,
+    "timeout_ms": 2000.0,
+    "seeds": [1001],
+    "servers": [{"count": 3, "speed": 1.0, "workers": 1}, {"count": 1, "speed": 0.2, "workers": 1}],
+    "service_time": {"dist": "exponential", "mean_ms": 20.0},
+    "arrivals": {"kind": "poisson", "utilization": 0.6},
+    "network_ms": {"base": 0.0, "jitter": 0.0},
+    "events": [],
+    "info": {"model": "registry", "heartbeat_ms": 250.0, "report_delay_ms": 0.0, "clients": 1},
+}
+LIVE_STRATEGIES = ("round-robin", "least-connections", "least-request", "least-response-time", "p2c-peak-ewma",
+                   "c3", "prequal", "orca-wrr")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Instance:
+    """One simulated instance as a real HTTP server."""
+
+    def __init__(self, index: int, speed: float, workers: int, work_ms: np.ndarray, fail_u: np.ndarray):
+        self.index = index
+        self.nominal = speed
+        self.speed = speed
+        self.workers = workers
+        self.sem = asyncio.Semaphore(workers)
+        self.work_ms = work_ms
+        self.fail_u = fail_u
+        self.cursor = 0
+        self.fail_rate = 0.0
+        self.fail_ms = 1.0
+        self.in_flight = 0
+        self.busy = 0
+        self.busy_since = time.perf_counter()
+        self.busy_area = 0.0
+        self.rif_area = 0.0
+        self.last = time.perf_counter()
+        self.window_done = 0
+        self.window_failed = 0
+        self.window_svc: list[float] = []
+        self.window_busy_area = 0.0
+        self.window_start = time.perf_counter()
+        self.server = None
+        self.port = None
+
+    def _touch(self):
+        now = time.perf_counter()
+        dt = now - self.last
+        self.busy_area += self.busy * dt
+        self.rif_area += self.in_flight * dt
+        self.last = now
+
+    def _next(self):
+        k = self.cursor % len(self.work_ms)
+        self.cursor += 1
+        return float(self.work_ms[k]), float(self.fail_u[k])
+
+    async def handle(self, reader, writer):
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                if length:
+                    await reader.readexactly(length)
+                work, u = self._next()
+                if self.fail_rate > 0.0 and u < self.fail_rate:
+                    await asyncio.sleep(self.fail_ms / 1000.0)
+                    self.window_done += 1
+                    self.window_failed += 1
+                    self.window_svc.append(self.fail_ms)
+                    writer.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nfail")
+                    await writer.drain()
+                    continue
+                self._touch()
+                self.in_flight += 1
+                async with self.sem:
+                    self._touch()
+                    self.busy += 1
+                    t0 = time.perf_counter()
+                    await asyncio.sleep(work / self.speed / 1000.0)
+                    self._touch()
+                    self.busy -= 1
+                    self.window_svc.append((time.perf_counter() - t0) * 1000.0)
+                self.in_flight -= 1
+                self.window_done += 1
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            writer.close()
+
+    async def start(self):
+        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    def load_report(self) -> dict:
+        self._touch()
+        now = time.perf_counter()
+        span = max(now - self.window_start, 1e-6)
+        cpu = min(1.0, (self.busy_area - self.window_busy_area) / (self.workers * span))
+        svc = sorted(self.window_svc)
+        report = {"inFlight": self.in_flight, "cpu": cpu, "qps": self.window_done / span,
+                  "errorRate": self.window_failed / self.window_done if self.window_done else 0.0}
+        if svc:
+            report["latencyMs"] = svc[len(svc) // 2]
+        self.window_done = self.window_failed = 0
+        self.window_svc = []
+        self.window_busy_area = self.busy_area
+        self.window_start = now
+        return report
+
+
+def start_server(port: int, log_path: str) -> subprocess.Popen:
+    log = open(log_path, "wb")
+    return subprocess.Popen([sys.executable, "-m", "maxine", "serve", "--port", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+async def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(base_url=url, timeout=1.0) as http:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"maxine serve exited with {proc.returncode}")
+            try:
+                await http.get("/discover", params={"serviceName": "lab-probe"})
+                return
+            except Exception:
+                await asyncio.sleep(0.1)
+    raise RuntimeError("maxine serve did not answer in time")
+
+
+async def run_strategy(url: str, sc: dict, strategy: str, seed: int, instances: list[Instance],
+                       max_seconds: float) -> dict:
+    import httpx
+
+    from ..client import AsyncMaxineClient
+
+    n_req = int(sc["requests"])
+    rng = np.random.default_rng(seed)
+    mean_s = float(sc["service_time"]["mean_ms"]) / 1000.0
+    capacity = sum(i.workers * i.nominal for i in instances) / mean_s
+    rate = float(sc["arrivals"]["utilization"]) * capacity
+    arrivals = _arrival_times(rng, sc["arrivals"], rate, n_req)
+    horizon = float(arrivals[-1])
+    timeout = float(sc["timeout_ms"]) / 1000.0
+    heartbeat = float(sc["info"].get("heartbeat_ms", 1000.0)) / 1000.0
+    service = f"lab-{strategy}-{seed}-{os.getpid()}"
+    for inst in instances:  # fresh workload cursor and state per strategy
+        inst.cursor = 0
+        inst.speed = inst.nominal
+        inst.fail_rate = 0.0
+        inst.busy_area = inst.rif_area = 0.0
+        inst.last = time.perf_counter()
+        inst.load_report()
+
+    latency = [None] * n_req
+    ok = [False] * n_req
+    discover_s = [0.0]
+    dispatched = [0] * len(instances)
+    by_port = {inst.port: inst for inst in instances}
+
+    async with AsyncMaxineClient(url, timeout=5.0) as maxine, \
+            httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_connections=None,
+                                                                   max_keepalive_connections=200)) as http:
+        node_ids = []
+        for inst in instances:
+            node_ids.append(await maxine.register(service, "127.0.0.1", inst.port, metadata={"lab": True},
+                                                  ttl=60.0, heartbeat=False))
+
+        stop = asyncio.Event()
+
+        async def heartbeats(inst, node_id, phase):
+            await asyncio.sleep(phase)
+            while not stop.is_set():
+                try:
+                    await maxine.heartbeat(node_id, **inst.load_report())
+                except Exception:
+                    pass
+                try:
+                    await asyncio.wait_for(stop.wait(), heartbeat)
+                except asyncio.TimeoutError:
+                    pass
+
+        async def events(t0):
+            todo = []
+            for ev in sc["events"]:
+                if "every_ms" in ev:
+                    continue
+                for i in ev["servers"]:
+                    todo.append((float(ev.get("start", 0.0)) * horizon, int(i), ev, True))
+                    todo.append((float(ev.get("end", 1.0)) * horizon, int(i), ev, False))
+            todo.sort(key=lambda e: e[0])
+            for at, i, ev, begin in todo:
+                delay = t0 + at - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                inst = instances[i]
+                if "speed" in ev:
+                    inst.speed = float(ev["speed"]) if begin else inst.nominal
+                if "fail_rate" in ev:
+                    inst.fail_rate = float(ev["fail_rate"]) if begin else 0.0
+                    inst.fail_ms = float(ev.get("fail_ms", 1.0))
+
+        async def one(r):
+            t_start = time.perf_counter()
+            try:
+                d0 = time.perf_counter()
+                found = await maxine.discover(service, load_balancing=strategy)
+                discover_s[0] += time.perf_counter() - d0
+                port = int(found["port"]) if "port" in found else int(found["address"].rsplit(":", 1)[1])
+                inst = by_port.get(port)
+                if inst is not None:
+                    dispatched[inst.index] += 1
+                c0 = time.perf_counter()
+                try:
+                    resp = await http.get(f"http://127.0.0.1:{port}/work")
+                    success = resp.status_code < 500
+                    elapsed = (time.perf_counter() - c0) * 1000.0
+                except httpx.TimeoutException:
+                    success, elapsed = False, timeout * 1000.0
+                except httpx.HTTPError:
+                    success, elapsed = False, (time.perf_counter() - c0) * 1000.0
+                await maxine.report(found["nodeId"], elapsed, success=success)
+                latency[r] = (time.perf_counter() - t_start) * 1000.0 if success else max(
+                    elapsed, (time.perf_counter() - t_start) * 1000.0)
+                ok[r] = success
+            except Exception:
+                latency[r] = timeout * 1000.0
+                ok[r] = False
+
+        hb_tasks = [asyncio.create_task(heartbeats(inst, nid, heartbeat * k / len(instances)))
+                    for k, (inst, nid) in enumerate(zip(instances, node_ids))]
+        await asyncio.sleep(heartbeat * 1.2)  # one load report from every instance first
+        t0 = time.perf_counter()
+        ev_task = asyncio.create_task(events(t0))
+        tasks = []
+        for r in range(n_req):
+            delay = t0 + float(arrivals[r]) - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if time.perf_counter() - t0 > max_seconds:
+                break
+            tasks.append(asyncio.create_task(one(r)))
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout + 5.0)
+        wall = time.perf_counter() - t0
+        stop.set()
+        ev_task.cancel()
+        await asyncio.gather(*hb_tasks, ev_task, return_exceptions=True)
+        for inst in instances:
+            inst._touch()
+        for nid in node_ids:
+            try:
+                await maxine.http.request("DELETE", "/deregister", json={"nodeId": nid})
+            except Exception:
+                pass
+
+    warm = int(float(sc["warmup_fraction"]) * len(tasks))
+    lat = np.array([x if x is not None else timeout * 1000.0 for x in latency[warm:len(tasks)]])
+    good = np.array(ok[warm:len(tasks)], dtype=bool)
+    rifs = [inst.rif_area / max(wall, 1e-9) for inst in instances]
+    mean_rif = sum(rifs) / len(rifs)
+    p50, p99, p999 = np.percentile(lat, [50, 99, 99.9]).tolist() if len(lat) else (0.0, 0.0, 0.0)
+    total = max(sum(dispatched), 1)
+    return {
+        "scenario": sc["name"], "strategy": strategy, "seed": seed, "requests": len(lat),
+        "p50_ms": p50, "p99_ms": p99, "p999_ms": p999,
+        "error_rate": float(1.0 - good.mean()) if len(good) else 0.0,
+        "goodput": float(good.sum()) / max(wall, 1e-9),
+        "imbalance": max(rifs) / mean_rif if mean_rif > 0 else 1.0,
+        "decision_us": discover_s[0] / max(len(tasks), 1) * 1e6,
+        "share": [d / total for d in dispatched],
+        "timeline_p99_ms": [], "timeline_t_s": [], "wall_s": wall,
+    }
+
+
+async def run_live(sc: dict, strategies: list[str], seed: int, max_seconds: float, progress: bool,
+                   port: int | None = None, log_path: str = "/tmp/maxine-bench-live.log") -> list[dict]:
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start_server(port, log_path)
+    results = []
+    try:
+        await wait_ready(url, proc)
+        rng = np.random.default_rng(seed)
+        speeds, workers = [], []
+        for group in sc["servers"]:
+            for _ in range(int(group.get("count", 1))):
+                speeds.append(float(group.get("speed", 1.0)))
+                workers.append(int(group.get("workers", 1)))
+        # every instance gets its own seeded work sequence; the same for every strategy
+        n = int(sc["requests"])
+        instances = [Instance(i, s, w, _service_work_ms(rng, sc["service_time"], n), rng.random(n))
+                     for i, (s, w) in enumerate(zip(speeds, workers))]
+        for inst in instances:
+            await inst.start()
+        bar = bench.Progress(len(strategies), enabled=progress)
+        started = time.perf_counter()
+        for strategy in strategies:
+            left = max_seconds - (time.perf_counter() - started)
+            if left <= 1.0:
+                print(f"\nstopping: --max-seconds reached before {strategy}", file=sys.stderr)
+                break
+            results.append(await run_strategy(url, sc, strategy, seed, instances, left))
+            bar.step(strategy)
+        for inst in instances:
+            inst.server.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return results
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="maxine bench live",
+        description="Run a scenario over real sockets: a real maxine server, HTTP instances that sleep per "
+                    "the scenario, and clients that discover → call → report.")
+    parser.add_argument("--scenario", metavar="FILE", help="scenario JSON file or built-in name "
+                        "(default: a small built-in live scenario)")
+    parser.add_argument("--strategies", help=f"comma-separated (default: {','.join(LIVE_STRATEGIES)})")
+    parser.add_argument("--requests", type=int, help="requests per strategy (overrides the scenario)")
+    parser.add_argument("--seed", type=int, help="workload seed (default: the scenario's first seed)")
+    parser.add_argument("--max-seconds", type=float, default=120.0, help="wall-clock bound for the whole run")
+    parser.add_argument("--port", type=int, help="port for the maxine server (default: a free one)")
+    parser.add_argument("--json", metavar="OUT", help="write the results as JSON")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        sc = scenarios.by_name(args.scenario) if args.scenario else scenarios.load(LIVE_DEFAULT)
+    except scenarios.ScenarioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.requests:
+        sc["requests"] = args.requests
+    strategies = [s.strip() for s in args.strategies.split(",")] if args.strategies else list(LIVE_STRATEGIES)
+    from ..balancers import factories
+
+    unknown = [s for s in strategies if s not in factories()]
+    if unknown:
+        print(f"error: not production strategies: {unknown}", file=sys.stderr)
+        return 2
+    seed = args.seed if args.seed is not None else sc["seeds"][0]
+    t0 = time.perf_counter()
+    results = asyncio.run(run_live(sc, strategies, seed, args.max_seconds, not args.no_progress, args.port))
+    wall = time.perf_counter() - t0
+    if not results:
+        print("error: no strategy finished", file=sys.stderr)
+        return 1
+    rows = bench.aggregate(results)
+    marks = bench.mark(rows)
+    sys.stdout.write(bench.format_tables(rows, marks, {sc["name"]: sc.get("description", "")}))
+    print(f"\nlive: {len(results)} strategies × {sc['requests']} requests in {wall:.1f}s wall "
+          "('pick µs' = client-side /discover round trip)")
+    if args.json:
+        bench.write_json(args.json, rows, results, marks, {"wall_s": round(wall, 2), "mode": "live",
+                                                          "argv": ["maxine", "bench", "live", *argv]})
+        print(f"wrote {args.json}")
+    return 0
