@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 
 from fastapi import FastAPI
@@ -49,6 +50,9 @@ def create_app(settings: Settings | None = None, maxine: Maxine | None = None) -
     @contextlib.asynccontextmanager
     async def lifespan(app):
         tasks = [asyncio.create_task(job(maxine)) for job in maxine.background]
+        # Startup objects live forever: keep them out of the collector's full scans.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

@@ -53,10 +53,28 @@ def encode(payload) -> bytes:
     return payload if isinstance(payload, bytes) else orjson.dumps(payload)
 
 
+_starts: dict[tuple[int, int], dict] = {}
+
+
+def _start(status: int, length: int) -> dict:
+    """The response-start message for a JSON body; servers only read it, so
+    one message per (status, length) is built once and reused."""
+    message = _starts.get((status, length))
+    if message is None:
+        message = {"type": "http.response.start", "status": status,
+                   "headers": JSON_HEADERS + [(b"content-length", str(length).encode())]}
+        if len(_starts) < 4096:
+            _starts[(status, length)] = message
+    return message
+
+
 async def send_json(send, status: int, payload, headers=None) -> None:
     body = encode(payload)
-    await send({"type": "http.response.start", "status": status,
-                "headers": JSON_HEADERS + [(b"content-length", str(len(body)).encode())] + (headers or [])})
+    if headers:
+        await send({"type": "http.response.start", "status": status,
+                    "headers": JSON_HEADERS + [(b"content-length", str(len(body)).encode())] + headers})
+    else:
+        await send(_start(status, len(body)))
     await send({"type": "http.response.body", "body": body})
 
 

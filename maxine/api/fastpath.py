@@ -13,7 +13,7 @@ import logging
 from bisect import bisect_right
 from time import perf_counter
 
-from .asgi import BadJson, BodyTooLarge, client_ip, header, read_json, send_json
+from .asgi import BadJson, BodyTooLarge, read_json, send_json
 from .operations import Maxine
 
 log = logging.getLogger("maxine.api")
@@ -46,8 +46,7 @@ class FastPath:
         try:
             if method == "GET" and path == "/discover" and self.discover_enabled:
                 started = perf_counter()
-                status, payload = maxine.discover(scope["query_string"], client_ip(scope),
-                                                  header(scope, b"x-client-id"))
+                status, payload = maxine.discover(scope["query_string"], scope)
                 elapsed = perf_counter() - started
                 latency = maxine.discover_latency
                 latency.counts[bisect_right(latency.bounds, elapsed)] += 1

@@ -20,6 +20,7 @@ from ..registry import CallGraph, Registry
 from ..settings import Settings
 from . import validation
 from .observability import BY_STRATEGY, LatencyHistogram
+from .asgi import client_ip, header
 from .validation import Invalid
 
 SERVICE_UNAVAILABLE = orjson.dumps({"message": "Service unavailable"})
@@ -28,15 +29,16 @@ QUERY_CACHE_SIZE = 4096
 
 @dataclass(slots=True, frozen=True)
 class DiscoverQuery:
+    """A parsed discovery query string, cached with its strategy object and pick context."""
+
     service: str
-    strategy: str
+    strategy_name: str
+    strategy: object
     version: str | None
     tags: tuple
     client_id: str | None
-    lat: float | None
-    lon: float | None
-    zone: str | None
-    region: str | None
+    ctx: PickContext
+    keyed: bool  # the strategy reads the client's identity (hash rings)
 
 
 def error(status: int, message: str, **extra) -> tuple[int, dict]:
@@ -107,19 +109,27 @@ class Maxine:
             problems.append("tags: at most 10 comma-separated tags of at most 50 characters")
         if problems:
             return 400, {"error": "Validation failed", "details": problems}
-        return DiscoverQuery(name, strategy, version, tags, params.get("clientId") or None,
-                             lat, lon, params.get("zone") or None, params.get("region") or None)
+        ctx = PickContext(0.0, self.rng, None, None, lat, lon, params.get("zone") or None,
+                          params.get("region") or None)
+        picker = self.balancers.get(strategy)
+        return DiscoverQuery(name, strategy, picker, version, tags, params.get("clientId") or None, ctx,
+                             bool(getattr(picker, "keyed", False)))
 
-    def discover(self, query_string: bytes, client_ip: str | None = None,
-                 client_header: str | None = None) -> tuple[int, bytes | dict]:
-        query = self.parse_discover(query_string)
+    def discover(self, query_string: bytes, scope: dict | None = None) -> tuple[int, bytes | dict]:
+        """Pick an instance. ``scope`` (the ASGI scope) supplies the client
+        address and ``X-Client-Id`` header, read only by strategies keyed on them."""
+        query = self._queries.get(query_string) or self.parse_discover(query_string)
         if type(query) is tuple:
             return query
         registry = self.registry
-        strategy = self.balancers.strategies[query.strategy]
+        strategy = query.strategy
         now = self.clock()
-        ctx = PickContext(now, self.rng, query.client_id or client_header or client_ip, client_ip,
-                          query.lat, query.lon, query.zone, query.region)
+        ctx = query.ctx  # one context per distinct query string: no allocation per request
+        ctx.now = now
+        if query.keyed:
+            ip = client_ip(scope) if scope else None
+            ctx.client_ip = ip
+            ctx.client_key = query.client_id or (header(scope, b"x-client-id") if scope else None) or ip
         for _ in range(8):  # each retry removes one expired instance from the pool
             pool = registry.pool(query.service, query.version, query.tags)
             if not pool:
@@ -131,17 +141,18 @@ class Maxine:
         else:
             return 404, SERVICE_UNAVAILABLE
         node.state.on_dispatch(now)
-        self.discoveries[query.strategy] = self.discoveries.get(query.strategy, 0) + 1
+        name = query.strategy_name
+        self.discoveries[name] = self.discoveries.get(name, 0) + 1
         by = node.state.extra.get(BY_STRATEGY)  # per-node picks by strategy, for the dashboard
         if by is None:
             by = node.state.extra[BY_STRATEGY] = {}
-        by[query.strategy] = by.get(query.strategy, 0) + 1
-        body = node._bodies.get(query.strategy)
+        by[name] = by.get(name, 0) + 1
+        body = node._bodies.get(name)
         if body is None:
-            body = node._bodies[query.strategy] = orjson.dumps({
+            body = node._bodies[name] = orjson.dumps({
                 "nodeId": node.node_id, "serviceName": node.service_name, "address": node.address,
                 "host": node.host, "port": node.port, "metadata": node.metadata, "healthy": True,
-                "strategy": query.strategy,
+                "strategy": name,
             })
         return 200, body
 
@@ -163,6 +174,8 @@ class Maxine:
             return invalid(exc)
         inst = self.registry.register(fields["service_name"], fields["host"], fields["port"],
                                       fields["metadata"], fields["ttl"])
+        if self.store is not None and not self.store.writable:  # Redis failed during this write
+            return 503, {"error": self.store.unavailable_message(), "retryable": True}
         return 200, {"nodeId": inst.node_id, "status": "registered", "ttl": inst.ttl}
 
     def heartbeat(self, body) -> tuple[int, dict]:
@@ -182,7 +195,10 @@ class Maxine:
             node_id = validation.deregister(body)
         except Invalid as exc:
             return invalid(exc)
-        return 200, {"success": True, "removed": self.registry.deregister(node_id)}
+        removed = self.registry.deregister(node_id)
+        if self.store is not None and not self.store.writable:  # Redis failed during this write
+            return 503, {"error": self.store.unavailable_message(), "retryable": True}
+        return 200, {"success": True, "removed": removed}
 
     def record_response_time(self, body) -> tuple[int, dict]:
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from .asgi import BadJson, BodyTooLarge, client_ip, encode, header, read_json
+from .asgi import BadJson, BodyTooLarge, encode, read_json
 from .events_routes import blocking_service
 from .operations import Maxine
 
@@ -88,9 +88,7 @@ def core_routes(maxine: Maxine) -> APIRouter:
                        clientId: str | None = Query(None, description="key for consistent-hash"),
                        lat: str | None = Query(None), lon: str | None = Query(None),
                        zone: str | None = Query(None), region: str | None = Query(None)):
-        scope = request.scope
-        return json_response(*maxine.discover(scope["query_string"], client_ip(scope),
-                                              header(scope, b"x-client-id")))
+        return json_response(*maxine.discover(request.scope["query_string"], request.scope))
 
     @router.post("/record-response-time", openapi_extra=RESPONSE_TIME_BODY, tags=["telemetry"],
                  summary="Report how a call to an instance went (fast path)")

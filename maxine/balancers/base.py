@@ -34,6 +34,8 @@ class PickContext:
 
 
 class Strategy(Protocol):
+    """``keyed = True`` (optional) asks for ``ctx.client_key``/``client_ip`` to be filled."""
+
     name: str
 
     def pick(self, pool, ctx: PickContext): ...

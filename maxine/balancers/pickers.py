@@ -103,6 +103,8 @@ class HashRing:
     ``key_of(ctx)`` picks the request's key; with no key, falls back to
     ``fallback``."""
 
+    keyed = True  # needs the client's identity in the pick context
+
     def __init__(self, key_of, fallback, name: str, vnodes: int = 160):
         self.key_of = key_of
         self.fallback = fallback
