@@ -69,9 +69,6 @@ class Maxine:
         self.events = None   # EventHub (maxine.persistence.install)
         self.store = None    # FileStore / RedisStore when persistence is not memory
         self.sweeper = None  # lease sweeper with self-preservation
-        self.events = None   # EventHub (maxine.persistence.install)
-        self.store = None    # FileStore / RedisStore when persistence is not memory
-        self.sweeper = None  # lease sweeper with self-preservation
         self._queries: dict[bytes, DiscoverQuery | tuple[int, dict]] = {}
 
     # --- discovery (hot path) ----------------------------------------------
