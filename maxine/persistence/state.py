@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 
-from ..api import validation
 from ..registry import Registry
 
 FORMAT = "maxine-state"
@@ -33,6 +32,8 @@ def _finite(value) -> bool:
 
 def validate(doc) -> list[str]:
     """Every problem with a state document; empty when it can be applied whole."""
+    from ..api import validation  # late: maxine.api imports this package
+
     if not isinstance(doc, dict):
         return ["document: must be a JSON object"]
     problems = []
