@@ -16,8 +16,6 @@ from ..settings import Settings
 from ..persistence import install as install_durability
 from .events_routes import events_routes
 from .dashboard_routes import observability_routes
-from ..persistence import install as install_durability
-from .events_routes import events_routes
 from .fastpath import FastPath
 from .operations import Maxine
 from .routes import core_routes, json_response
@@ -71,7 +69,6 @@ def create_app(settings: Settings | None = None, maxine: Maxine | None = None) -
                   description="Service registry and naming server with adaptive and learned load balancing.")
     api.state.maxine = maxine
     api.include_router(core_routes(maxine))
-    api.include_router(events_routes(maxine))
     api.include_router(observability_routes(maxine))
     api.include_router(events_routes(maxine))
 
