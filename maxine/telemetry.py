@@ -89,7 +89,7 @@ class NodeState:
         "reported_in_flight", "report_time", "dispatched_since_report", "completed_since_report",
         "cpu", "qps", "error_rate", "reported_latency_ms",
         "ewma_ms", "ewma_time", "error_ewma", "last_latency_ms", "last_result_time",
-        "extra",
+        "extra", "prev_dispatched", "prev_interval_s",
     )
 
     def __init__(self, dispatch_ttl: float = 30.0):
@@ -111,6 +111,10 @@ class NodeState:
         self.last_latency_ms: float | None = None
         self.last_result_time: float | None = None
         self.extra: dict = {}  # strategies keep their own per-node state here
+        # this registry's dispatches during the previous report interval, and its
+        # length: with the reported qps, the share of the node's traffic we see
+        self.prev_dispatched = 0
+        self.prev_interval_s: float | None = None
 
     # --- the three feeds -------------------------------------------------
     def on_dispatch(self, now: float) -> None:
@@ -135,6 +139,9 @@ class NodeState:
     def on_load_report(self, now: float, in_flight=None, cpu=None, qps=None,
                        error_rate=None, latency_ms=None) -> None:
         if in_flight is not None:
+            if self.report_time is not None:
+                self.prev_dispatched = self.dispatched_since_report
+                self.prev_interval_s = now - self.report_time
             self.reported_in_flight = float(in_flight)
             self.report_time = now
             self.dispatched_since_report = 0
