@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from .settings import Settings
 
 
 def serve(settings: Settings) -> int:
-    import uvicorn
-
     from .api import create_app
+    from .server import run
 
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if settings.host not in ("127.0.0.1", "localhost", "::1"):
-        logging.getLogger("maxine").warning("binding %s: reachable from other machines", settings.host)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
-                access_log=settings.access_log, loop="uvloop", http="httptools", lifespan="on")
+    run(create_app(settings), settings)
     return 0
 
 

@@ -26,6 +26,8 @@ def _setting(default, help: str, parse=None, choices=None):
 class Settings:
     host: str = _setting("127.0.0.1", "Address to bind; 0.0.0.0 (all interfaces) must be asked for explicitly.")
     port: int = _setting(8080, "TCP port to listen on.")
+    server: str = _setting("granian", "ASGI server, in this process (granian measured 1.5x uvicorn here; docs/performance.md).",
+                           choices=("granian", "uvicorn"))
     log_level: str = _setting("info", "Log level.", choices=("critical", "error", "warning", "info", "debug"))
     access_log: bool = _setting(False, "Log every request (costs about 10 % of throughput).", parse=_bool)
     heartbeat_timeout: float = _setting(30.0, "Default lease TTL in seconds; an instance may override it with `ttl` at register.")

@@ -1,0 +1,60 @@
+"""Run an ASGI app on the chosen server, in this process.
+
+Both servers run the app in the current process (one event loop), so a
+``kill`` of the PID stops everything, state is never split across workers,
+and ``maxine bench http`` can run its raw-ASGI reference on exactly the same
+stack. Why one process and why granian by default: docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from .settings import Settings
+
+log = logging.getLogger("maxine")
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def run(app, settings: Settings) -> None:
+    configure_logging(settings)
+    if settings.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("binding %s: reachable from other machines", settings.host)
+    if settings.server == "granian":
+        _run_granian(app, settings)
+    else:
+        _run_uvicorn(app, settings)
+
+
+def _run_uvicorn(app, settings: Settings) -> None:
+    import uvicorn
+
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                access_log=settings.access_log, loop="uvloop", http="httptools", lifespan="on")
+
+
+def _run_granian(app, settings: Settings) -> None:
+    import uvloop
+    from granian.constants import Interfaces
+    from granian.server.embed import Server
+
+    async def serve() -> None:
+        server = Server(app, address=settings.host, port=settings.port, interface=Interfaces.ASGI,
+                        log_enabled=True, log_level=settings.log_level, log_access=settings.access_log,
+                        backlog=1024)
+        # Granian calls its embedded mode experimental; we chose it by measurement
+        # (docs/performance.md), so its start-up warning is noise for our users.
+        logging.getLogger("_granian").addFilter(lambda record: "experimental" not in record.getMessage())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, server.stop)
+        log.info("Maxine listening on http://%s:%d (granian)", settings.host, settings.port)
+        await server.serve()
+
+    uvloop.run(serve())
