@@ -86,6 +86,6 @@ def test_self_preservation_holds_then_resumes():
 
 
 def test_bench_events_runs():
-    from maxine.bench_events import bench_events_main
+    from maxine.bench.events import bench_events_main
 
     assert bench_events_main(["--subscribers", "10", "--events", "10", "--target-p99-ms", "1000"]) == 0

@@ -1,7 +1,7 @@
 """The raw ASGI layer in front of the FastAPI app.
 
-The three hottest routes (discover, heartbeat, record-response-time) are
-answered here without routing, dependency injection or pydantic: a dict
+The hot routes (discover, and the JSON-body writes: register, heartbeat,
+deregister, record-response-time, record-call) are answered here without routing, dependency injection or pydantic: a dict
 lookup on (method, path), orjson, pre-built bodies. Everything else, and any
 route when the fast path is disabled, goes to the FastAPI app, which serves
 the same operations and documents them at ``/docs``.
@@ -29,10 +29,13 @@ class FastPath:
         self.app = app
         self.limit = maxine.settings.max_body_bytes
         body_ops = {
-            "/heartbeat": maxine.heartbeat,
-            "/record-response-time": maxine.record_response_time,
+            ("POST", "/heartbeat"): maxine.heartbeat,
+            ("POST", "/record-response-time"): maxine.record_response_time,
+            ("POST", "/register"): maxine.register,
+            ("DELETE", "/deregister"): maxine.deregister,
+            ("POST", "/record-call"): maxine.record_call,
         }
-        self.posts = body_ops if enabled else {}
+        self.body_ops = body_ops if enabled else {}
         self.discover_enabled = enabled
 
     async def __call__(self, scope, receive, send):
@@ -51,7 +54,7 @@ class FastPath:
                 latency = maxine.discover_latency
                 latency.counts[bisect_right(latency.bounds, elapsed)] += 1
                 latency.total[0] += elapsed
-            elif method == "POST" and path in self.posts:
+            elif (method, path) in self.body_ops:
                 try:
                     body = await read_json(scope, receive, self.limit)
                 except BodyTooLarge:
@@ -59,7 +62,7 @@ class FastPath:
                 except BadJson:
                     status, payload = 400, INVALID_JSON
                 else:
-                    status, payload = self.posts[path](body)
+                    status, payload = self.body_ops[method, path](body)
             else:
                 await self.app(scope, receive, self._counting(send))
                 return

@@ -86,14 +86,15 @@ class Registry:
         self.counters["registrations"] += 1
         inst = self.nodes.get(node_id)
         if inst is not None and inst.alive(now):
-            before = inst.describe(now)
+            changed = inst.metadata != metadata
+            before = inst.describe(now) if changed else None
             inst.ttl = ttl
             inst.last_heartbeat = now
             inst.deadline = now + ttl
             self.leases.schedule(inst)
             if self.on_renew is not None:
                 self.on_renew(inst)
-            if inst.metadata != metadata:
+            if changed:
                 inst.set_metadata(metadata)
                 self._touch(self.services[service_name])
                 self._emit(UPDATED, inst, before, inst.describe(now), now)

@@ -1,0 +1,1 @@
+"""Benchmarks that print figures: HTTP throughput, scale, event propagation."""

@@ -1,0 +1,283 @@
+"""``maxine bench http``: HTTP throughput of the hot routes against a raw ASGI
+reference measured in the same run, on the same server stack.
+
+Load goes to 127.0.0.1 only; every run is bounded by ``--duration``; every
+process started is stopped by its PID. Besides requests/s and latency it
+reports the server's CPU time per request (all its threads, from /proc),
+which is steadier than requests/s on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import asdict, dataclass
+
+import httpx
+
+from .process import ServerProcess, maxine_server, server_process
+
+TARGETS = {  # from the performance issue: ratios measured in one run
+    "discover_vs_reference": 0.90,
+    "strategy_vs_round_robin": 0.85,
+    "write_vs_reference": 0.80,
+    "discover_p99_ms": 10.0,
+}
+DEFAULT_STRATEGIES = ["round-robin", "random", "weighted-random", "least-connections", "weighted-least-connections",
+                      "power-of-two-choices", "consistent-hash", "ip-hash", "geo-aware", "cost-aware",
+                      "least-response-time", "p2c-peak-ewma", "least-request", "c3", "prequal", "orca-wrr",
+                      "health-score", "predictive", "ai-driven", "advanced-ml"]
+
+
+@dataclass
+class Result:
+    name: str
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    cpu_us_per_request: float
+    requests: int
+    errors: int
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text.strip())
+    return float(match.group(1)) * _UNITS[match.group(2)] if match else float("nan")
+
+
+def parse_wrk(output: str) -> dict:
+    def grab(pattern):
+        match = re.search(pattern, output, re.M)
+        return match.group(1) if match else None
+
+    errors = 0
+    for pattern in (r"Non-2xx or 3xx responses: (\d+)", r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)"):
+        match = re.search(pattern, output)
+        if match:
+            errors += sum(int(g) for g in match.groups())
+    return {
+        "requests_per_s": float(grab(r"^Requests/sec:\s+([\d.]+)") or 0.0),
+        "requests": int(grab(r"^\s*(\d+) requests in") or 0),
+        "p50_ms": _ms(grab(r"^\s+50%\s+(\S+)") or "nan"),
+        "p99_ms": _ms(grab(r"^\s+99%\s+(\S+)") or "nan"),
+        "errors": errors,
+    }
+
+
+LUA_ROTATE = """
+local items = {%s}
+local method = "%s"
+local i = 0
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  i = i %% #items + 1
+  if method == "GET" then return wrk.format("GET", items[i]) end
+  return wrk.format(method, "%s", nil, items[i])
+end
+"""
+
+
+def _lua(method: str, items: list[str], path: str = "/") -> str:
+    quoted = ", ".join(json.dumps(item) for item in items)
+    return LUA_ROTATE % (quoted, method, path)
+
+
+def run_wrk(server: ServerProcess, name: str, url_path: str, args, script: str | None = None) -> Result:
+    cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency",
+           f"--timeout={max(2, int(args.duration))}s"]
+    script_file = None
+    if script:
+        script_file = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+        script_file.write(script)
+        script_file.close()
+        cmd += ["-s", script_file.name]
+    cmd.append(server.url + url_path)
+    cpu_before = server.cpu_seconds()
+    try:
+        output = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + 30).stdout
+    finally:
+        if script_file:
+            os.unlink(script_file.name)
+    cpu = server.cpu_seconds() - cpu_before
+    parsed = parse_wrk(output)
+    per_request = cpu / parsed["requests"] * 1e6 if parsed["requests"] else float("nan")
+    result = Result(name, parsed["requests_per_s"], parsed["p50_ms"], parsed["p99_ms"], per_request,
+                    parsed["requests"], parsed["errors"])
+    print(f"  {name:<32} {result.requests_per_s:>9.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
+          f"p99 {result.p99_ms:6.2f} ms  cpu {result.cpu_us_per_request:5.1f} µs/req", file=sys.stderr)
+    return result
+
+
+class Heartbeats:
+    """Keeps the benchmark population's leases alive while the load runs."""
+
+    def __init__(self, url: str, node_ids: list[str], interval: float = 5.0):
+        self.url, self.node_ids, self.interval = url, node_ids, interval
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self):
+        with httpx.Client(base_url=self.url, timeout=5) as http:
+            while not self.stop.wait(self.interval):
+                for node_id in self.node_ids:
+                    try:
+                        http.post("/heartbeat", json={"nodeId": node_id})
+                    except httpx.HTTPError:
+                        pass
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(10)
+
+
+def register_population(url: str, services: int, instances: int) -> list[dict]:
+    bodies = []
+    with httpx.Client(base_url=url, timeout=10) as http:
+        for s in range(services):
+            for i in range(instances):
+                body = {"serviceName": f"svc-{s}", "host": "127.0.0.1", "port": 20000 + s * 100 + i, "ttl": 60,
+                        "metadata": {"version": "1.0.0", "weight": 1 + i % 3, "cost": i % 4, "zone": f"z{i % 2}",
+                                     "lat": 40.0 + i, "lon": -3.0 + s}}
+                response = http.post("/register", json=body)
+                response.raise_for_status()
+                body["nodeId"] = response.json()["nodeId"]
+                bodies.append(body)
+    return bodies
+
+
+def available_strategies(url: str) -> list[str]:
+    response = httpx.get(url + "/discover", params={"serviceName": "svc-0", "loadBalancing": "?"})
+    return response.json().get("validStrategies", [])
+
+
+def bench(args) -> dict:
+    server_args = ["--server", args.server]
+    results: list[Result] = []
+    print(f"reference: raw ASGI on {args.server}", file=sys.stderr)
+    with server_process(["maxine.bench.reference", *server_args]) as ref:
+        results.append(run_wrk(ref, "reference", "/", args))
+        results.append(run_wrk(ref, "reference POST (reads body)", "/", args,
+                               _lua("POST", [json.dumps({"nodeId": "svc-0:127.0.0.1:20000"})], "/")))
+    print(f"maxine serve --server {args.server}: {args.services} services x {args.instances} instances",
+          file=sys.stderr)
+    with maxine_server(server_args) as srv:
+        population = register_population(srv.url, args.services, args.instances)
+        valid = available_strategies(srv.url)
+        wanted = args.strategies.split(",") if args.strategies else DEFAULT_STRATEGIES
+        strategies = [s for s in wanted if s in valid]
+        skipped = [s for s in wanted if s not in valid]
+        paths = lambda strategy: [f"/discover?serviceName=svc-{s}&loadBalancing={strategy}&clientId=c{s}&lat=41&lon=-2"
+                                  for s in range(args.services)]
+        with Heartbeats(srv.url, [b["nodeId"] for b in population]):
+            for strategy in strategies:
+                results.append(run_wrk(srv, f"GET /discover {strategy}", "/", args, _lua("GET", paths(strategy))))
+            node_ids = [b["nodeId"] for b in population]
+            results.append(run_wrk(srv, "POST /heartbeat", "/", args, _lua(
+                "POST", [json.dumps({"nodeId": n, "inFlight": 1, "cpu": 0.3}) for n in node_ids], "/heartbeat")))
+            results.append(run_wrk(srv, "POST /record-response-time", "/", args, _lua(
+                "POST", [json.dumps({"nodeId": n, "responseTime": 12.5}) for n in node_ids], "/record-response-time")))
+            registers = [json.dumps({k: v for k, v in b.items() if k != "nodeId"}) for b in population]
+            results.append(run_wrk(srv, "POST /register (refresh)", "/", args, _lua("POST", registers, "/register")))
+    print("reference again (drift check)", file=sys.stderr)
+    with server_process(["maxine.bench.reference", *server_args]) as ref:
+        results.append(run_wrk(ref, "reference (after)", "/", args))
+    return {"results": results, "skipped": skipped}
+
+
+def summarise(results: list[Result]) -> tuple[list[dict], list[str]]:
+    by_name = {r.name: r for r in results}
+    refs = [r for r in results if r.name in ("reference", "reference (after)")]
+    ref_rps = sum(r.requests_per_s for r in refs) / len(refs)
+    ref_cpu = sum(r.cpu_us_per_request for r in refs) / len(refs)
+    rr = by_name.get("GET /discover round-robin")
+    rows, verdicts = [], []
+    for r in results:
+        row = asdict(r)
+        row["vs_reference"] = r.requests_per_s / ref_rps if ref_rps else None
+        row["cpu_vs_reference"] = ref_cpu / r.cpu_us_per_request if r.cpu_us_per_request else None
+        row["vs_round_robin"] = r.requests_per_s / rr.requests_per_s if rr and r.name.startswith("GET /discover") else None
+        rows.append(row)
+    if rr:
+        ok = rr.requests_per_s / ref_rps >= TARGETS["discover_vs_reference"]
+        verdicts.append(f"{'PASS' if ok else 'MISS'} /discover round-robin {rr.requests_per_s / ref_rps:.2f}x reference "
+                        f"(target >= {TARGETS['discover_vs_reference']}); CPU/request {ref_cpu / rr.cpu_us_per_request:.2f}x")
+        ok = rr.p99_ms <= TARGETS["discover_p99_ms"]
+        verdicts.append(f"{'PASS' if ok else 'MISS'} /discover round-robin p99 {rr.p99_ms:.2f} ms (target <= 10 ms)")
+        for r in results:
+            if r.name.startswith("GET /discover") and r is not rr:
+                ratio = r.requests_per_s / rr.requests_per_s
+                if ratio < TARGETS["strategy_vs_round_robin"]:
+                    verdicts.append(f"MISS {r.name} {ratio:.2f}x round-robin (target >= 0.85)")
+        worst = min((r for r in results if r.name.startswith("GET /discover")),
+                    key=lambda r: r.requests_per_s / rr.requests_per_s)
+        verdicts.append(f"     slowest strategy: {worst.name[14:]} at {worst.requests_per_s / rr.requests_per_s:.2f}x round-robin")
+    for name in ("POST /heartbeat", "POST /record-response-time"):
+        r = by_name.get(name)
+        if r:
+            ok = r.requests_per_s / ref_rps >= TARGETS["write_vs_reference"]
+            verdicts.append(f"{'PASS' if ok else 'MISS'} {name} {r.requests_per_s / ref_rps:.2f}x reference (target >= 0.8)")
+    return rows, verdicts
+
+
+def print_table(rows: list[dict]) -> None:
+    print(f"\n| workload | req/s | p50 ms | p99 ms | CPU µs/req | × reference | × round-robin |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for row in rows:
+        rr = f"{row['vs_round_robin']:.2f}" if row["vs_round_robin"] is not None else ""
+        print(f"| {row['name']} | {row['requests_per_s']:.0f} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
+              f"{row['cpu_us_per_request']:.1f} | {row['vs_reference']:.2f} | {rr} |")
+
+
+def bench_http_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="maxine bench http", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=5, help="whole seconds per workload (default 5)")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1: the other core serves)")
+    parser.add_argument("--services", type=int, default=10)
+    parser.add_argument("--instances", type=int, default=10)
+    parser.add_argument("--strategies", help="comma-separated (default: every built-in that the server offers)")
+    parser.add_argument("--server", choices=("granian", "uvicorn"), default="granian")
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: `apt-get install wrk` (Debian package) and run again", file=sys.stderr)
+        return 2
+    outcome = bench(args)
+    rows, verdicts = summarise(outcome["results"])
+    print_table(rows)
+    print()
+    for line in verdicts:
+        print(line)
+    if outcome["skipped"]:
+        print(f"not offered by this server (skipped): {', '.join(outcome['skipped'])}")
+    if args.json:
+        meta = {"command": "maxine bench http " + " ".join(argv), "machine": machine()}
+        with open(args.json, "w") as f:
+            json.dump({"meta": meta, "results": rows, "verdicts": verdicts}, f, indent=2)
+    return 0
+
+
+def machine() -> dict:
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "platform": platform.platform()}
