@@ -2,64 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
-import time
-from contextlib import contextmanager
 
 import httpx
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from maxine.bench.process import free_port, maxine_server, stop_process  # noqa: F401  (shared with tests)
 
 
-@contextmanager
-def run_server(env: dict | None = None, args: list[str] | None = None, startup_timeout: float = 20.0):
-    """Start ``maxine serve`` as a child process; yield its base URL and process."""
-    port = free_port()
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("MAXINE_")}
-    full_env.update(env or {})
-    cmd = [sys.executable, "-m", "maxine", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--log-level", "warning", *(args or [])]
-    proc = subprocess.Popen(cmd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + startup_timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {proc.stdout.read().decode(errors='replace')}")
-            try:
-                if httpx.get(url + "/health", timeout=0.5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not start in time")
-            time.sleep(0.05)
-        server = type("Server", (), {"url": url, "port": port, "proc": proc})()
-        yield server
-    finally:
-        stop_process(proc)
-
-
-def stop_process(proc: subprocess.Popen, sig=signal.SIGTERM, timeout: float = 10.0) -> None:
-    if proc.poll() is None:
-        os.kill(proc.pid, sig)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-    if proc.stdout:
-        proc.stdout.close()
+def run_server(env: dict | None = None, args: list[str] | None = None, startup_timeout: float = 30.0):
+    """``maxine serve`` as a child process on a free loopback port (a context
+    manager yielding an object with ``url``, ``port``, ``proc``), stopped by PID."""
+    return maxine_server(args, env=env, startup_timeout=startup_timeout)
 
 
 @pytest.fixture(scope="module")
