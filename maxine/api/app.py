@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None, maxine: Maxine | None = None) -
     settings = settings or (maxine.settings if maxine else Settings())
     maxine = maxine or Maxine(settings)
     install_durability(maxine)  # events, persistence, sweeper with self-preservation, MQTT
+    from ..models.hub import install as install_ml; install_ml(maxine)  # noqa: E702  learners, forecasts, inference cache
     if maxine.sweeper is None and sweep_leases not in maxine.background:
         maxine.background.insert(0, sweep_leases)
 
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None, maxine: Maxine | None = None) -
     api.include_router(core_routes(maxine))
     api.include_router(observability_routes(maxine))
     api.include_router(events_routes(maxine))
+    from .ml_routes import ml_routes; api.include_router(ml_routes(maxine))  # noqa: E702
 
     @api.exception_handler(HTTPException)
     async def http_error(request, exc: HTTPException):
