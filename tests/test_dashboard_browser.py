@@ -173,6 +173,9 @@ def test_dashboard_renders_instances_and_charts(loaded_server, browser):
           shareAreas: q('svg.chart[data-chart=share] path.series').length,
           captions: q('figcaption').map((f) => f.textContent),
           models: document.getElementById('models').textContent,
+          modelRows: q('#models table.models tbody tr').length,
+          predictedLines: q('svg.chart[data-chart=health] path.series[stroke-dasharray]').length,
+          bands: q('svg.chart[data-chart=health] path.band').length,
           anomalies: document.getElementById('anomalies').textContent,
           totals: document.getElementById('totals').textContent,
           strategyBars: q('svg.chart[data-chart=strategies] rect.series').map((r) => r.dataset.series),
@@ -187,9 +190,15 @@ def test_dashboard_renders_instances_and_charts(loaded_server, browser):
     assert dom["healthLines"] >= 9 and max(dom["healthPathLengths"]) >= 3  # lines over several samples
     assert dom["shareCharts"] >= 3 * 3 and dom["shareAreas"] >= 9
     assert any("round-robin" in c for c in dom["captions"])
-    assert any("predicted: no model yet" in c for c in dom["captions"])
-    assert "no model yet" in dom["models"]
-    assert "none" in dom["anomalies"]
+    data = httpx.get(server.url + "/dashboard/data").json()
+    if data["models"]:  # the learned-routing models are installed: their panel, predictions and band
+        assert dom["modelRows"] == len(data["models"])
+        assert dom["predictedLines"] >= 1 and dom["bands"] >= 1
+        assert any("forecast band" in c for c in dom["captions"])
+    else:
+        assert any("predicted: no model yet" in c for c in dom["captions"])
+        assert "no model yet" in dom["models"]
+    assert dom["anomalies"]  # a list, "none" or "no anomaly detector yet": never empty, never an error
     assert "discoveries" in dom["totals"]
     assert set(dom["strategyBars"]) == {"round-robin", "least-response-time", "p2c-peak-ewma"}
     assert dom["status"].startswith("live")

@@ -24,7 +24,12 @@ def state():
     clock = Clock()
     maxine = Maxine(Settings(), clock=clock)
     create_app(maxine=maxine)
+    for hook in HOOKS:  # these tests cover the "no model yet" state; see test_learned_models_*
+        setattr(maxine, hook, None)
     return maxine, maxine.observability, clock
+
+
+HOOKS = ("models_status", "models", "anomalies", "predict_health", "health_scores")
 
 
 def register(maxine, service, port):
@@ -84,6 +89,33 @@ def test_prediction_hook_gives_a_forecast_band(state):
     assert explicit == {"n": {"predictedScore": 95.0, "lower": 80.0, "upper": 100.0}}
 
 
+def test_learned_health_scores_replace_the_telemetry_score(state):
+    maxine, obs, _ = state
+    a, b = register(maxine, "svc", 1), register(maxine, "svc", 2)
+    maxine.health_scores = lambda service: {a: 42.0, b: 88.5} if service == "svc" else None
+    obs.sample()
+    data = obs.dashboard_data()
+    assert data["healthScoreSource"] == "model"
+    assert {i["nodeId"]: i["healthScore"] for i in data["services"][0]["instances"]} == {a: 42.0, b: 88.5}
+    assert data["history"][a]["score"] == [42.0]
+
+
+def test_learned_models_show_when_the_ml_hub_is_installed():
+    from maxine.api.operations import Maxine
+    from maxine.settings import Settings
+    maxine = Maxine(Settings(), clock=Clock())
+    create_app(maxine=maxine)
+    if getattr(maxine, "ml", None) is None:
+        pytest.skip("no ML hub in this build")
+    register(maxine, "svc", 1)
+    discover(maxine, "svc", "round-robin", 3)
+    obs = maxine.observability
+    obs.sample()
+    data = obs.dashboard_data()
+    assert data["models"] and data["modelStatus"] == "ok"
+    assert data["anomalyDetector"] is True
+
+
 def test_dispatch_counts_live_in_node_state_extra(state):
     maxine, _, _ = state
     a = register(maxine, "svc", 1)
@@ -110,7 +142,7 @@ def test_dashboard_data_over_http(http, svc_name):
     node_id = http.post("/register", json={"serviceName": svc_name, "host": "10.3.0.1", "port": 9}).json()["nodeId"]
     http.get("/discover", params={"serviceName": svc_name})
     data = http.get("/dashboard/data").json()
-    assert data["modelStatus"] == "no model yet"
+    assert data["modelStatus"] == ("ok" if data["models"] else "no model yet")
     service = next(s for s in data["services"] if s["name"] == svc_name)
     assert service["instances"][0]["nodeId"] == node_id and service["instances"][0]["dispatches"] == 1
     assert data["totals"]["discoveries"] >= 1

@@ -25,6 +25,7 @@ yet", never an error). Each is looked up on the :class:`Maxine` object with
   ``/predict-health`` shape ``{"predictions": {nodeId: {"predictedScore",
   "confidence", optionally "lower"/"upper"}}}``.
 - ``anomalies(service=None) -> (200, {"anomalies": [...]})``, the ``/anomalies`` shape.
+- ``health_scores(service) -> {nodeId: 0-100}``: used instead of :func:`health_score`.
 - ``fallbacks``: an int attribute counting discoveries answered by a fallback.
 """
 
@@ -179,6 +180,15 @@ def open_anomalies(maxine) -> list[dict] | None:
     """Open anomalies through the hook; None while there is no detector."""
     result = _payload(_call_hook(maxine, "anomalies"), "anomalies")
     return [a for a in result if isinstance(a, dict)] if isinstance(result, list) else None
+
+
+def learned_scores(maxine, service: str) -> dict:
+    """{nodeId: 0-100} from the ``health_scores(service)`` hook, or {} (then the
+    dashboard uses :func:`health_score`)."""
+    result = _payload(_call_hook(maxine, "health_scores", service), "scores")
+    if not isinstance(result, dict):
+        return {}
+    return {k: float(v) for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def predictions(maxine, service: str, window_ms: int = 300_000) -> dict | None:
@@ -338,6 +348,7 @@ class Observability:
                 continue
             median = _median(i.state.peak_ewma(now) for i in live)
             preds = predictions(maxine, name) or {}
+            scores = learned_scores(maxine, name)
             for inst in sorted(live, key=lambda i: i.node_id)[:MAX_TRACKED_NODES - tracked]:
                 tracked += 1
                 h = self.history.get(inst.node_id)
@@ -346,7 +357,8 @@ class Observability:
                 state = inst.state
                 p = preds.get(inst.node_id)
                 h.t.append(stamp)
-                h.score.append(health_score(inst, now, median))
+                score = scores.get(inst.node_id)
+                h.score.append(round(score, 2) if score is not None else health_score(inst, now, median))
                 h.pred.append(None if p is None else round(p["predictedScore"], 2))
                 h.lo.append(None if p is None else round(p["lower"], 2))
                 h.hi.append(None if p is None else round(p["upper"], 2))
@@ -378,17 +390,22 @@ class Observability:
         registry = maxine.registry
         now = maxine.clock()
         services = []
+        learned = False
         for name in sorted(registry.services):
             live = registry.live_instances(name)
             if not live:
                 continue
             median = _median(i.state.peak_ewma(now) for i in live)
+            scores = learned_scores(maxine, name)
+            learned = learned or bool(scores)
             instances = []
             for inst in sorted(live, key=lambda i: i.node_id):
                 state = inst.state
                 instances.append({
                     "nodeId": inst.node_id, "address": inst.address, "version": inst.version,
-                    "healthy": inst.alive(now), "healthScore": health_score(inst, now, median),
+                    "healthy": inst.alive(now),
+                    "healthScore": round(scores[inst.node_id], 2) if inst.node_id in scores
+                    else health_score(inst, now, median),
                     "inFlight": state.in_flight(now), "latencyEwmaMs": state.peak_ewma(now),
                     "lastLatencyMs": state.last_latency_ms, "errorRate": round(state.error_ewma, 4),
                     "dispatches": state.dispatches, "results": state.results, "failures": state.failures,
@@ -417,6 +434,7 @@ class Observability:
                 "count": n, "meanUs": hist.total[0] / n * 1e6,
                 "p50UpperUs": hist.quantile(0.5) * 1e6, "p99UpperUs": hist.quantile(0.99) * 1e6},
             "services": services,
+            "healthScoreSource": "model" if learned else "telemetry",
             "history": {node_id: h.to_json() for node_id, h in self.history.items()},
             "models": models,
             "modelStatus": "ok" if models else "no model yet",

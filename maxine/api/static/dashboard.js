@@ -77,7 +77,7 @@
     for (const s of root.querySelectorAll(".swatch[data-color]")) s.style.background = s.dataset.color;
   }
 
-  function serviceCard(service, history) {
+  function serviceCard(service, history, source) {
     const nodes = service.instances;
     const hist = nodes.map((n) => history[n.nodeId]).filter(Boolean);
     const prediction = {};
@@ -99,7 +99,7 @@
       }
     });
     const healthChart = h("figure", {class: "chart-box"},
-      h("figcaption", {}, document.createTextNode("Health score"),
+      h("figcaption", {}, document.createTextNode(source === "model" ? "Health score (model)" : "Health score"),
         h("span", {class: "muted", text: hasPred ? " · predicted (dashed) with forecast band" : " · predicted: no model yet"})),
       Charts.lines("health", `${service.name}: health score per instance`, healthSeries, {yMin: 0, yMax: 100}));
 
@@ -162,7 +162,7 @@
       root.replaceChildren(h("p", {class: "empty", text: "No services registered yet."}));
       return;
     }
-    root.replaceChildren(...data.services.map((s) => serviceCard(s, data.history)));
+    root.replaceChildren(...data.services.map((s) => serviceCard(s, data.history, data.healthScoreSource)));
   }
 
   function renderModels(data) {
@@ -173,11 +173,12 @@
       return;
     }
     const rows = data.models.map((m) => h("tr", {},
-      h("td", {text: m.name ?? m.kind ?? "model"}),
+      h("td", {title: m.kind || "", text: m.name ?? m.kind ?? "model"}),
       h("td", {text: m.version ?? "–"}),
       h("td", {text: m.freshnessSeconds != null ? fmt.dur(m.freshnessSeconds) : "–"}),
-      h("td", {class: m.fallbackActive ? "bad" : "good", text: m.fallbackActive ? "fallback" : "active"})));
-    root.replaceChildren(h("table", {class: "small"},
+      h("td", {class: m.lastError ? "bad" : m.fallbackActive ? "warn" : "good",
+               title: m.lastError || "", text: m.lastError ? "error" : m.fallbackActive ? "fallback" : "active"})));
+    root.replaceChildren(h("table", {class: "small models"},
       h("thead", {}, h("tr", {}, ...["model", "version", "age", "state"].map((c) => h("th", {text: c})))),
       h("tbody", {}, ...rows)));
   }
