@@ -288,7 +288,7 @@ class Predictive(_Learned):
 class HealthScore(_Learned):
     """Power of two choices among the best-scored nodes (see module doc)."""
 
-    def __init__(self, name: str = "health-score", keep: float = 0.8, refresh_s: float = 0.25,
+    def __init__(self, name: str = "health-score", keep: float = 0.5, refresh_s: float = 0.25,
                  min_fraction: float = 0.5, **kw):
         super().__init__(name, **kw)
         self.keep = keep
