@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None, maxine: Maxine | None = None) -
     maxine = maxine or Maxine(settings)
     install_durability(maxine)  # events, persistence, sweeper with self-preservation, MQTT
     from ..models.hub import install as install_ml; install_ml(maxine)  # noqa: E702  learners, forecasts, inference cache
+    from ..balancers.learned import watch_models; maxine.background.append(watch_models)  # noqa: E702  advanced-ml hot reload
     if maxine.sweeper is None and sweep_leases not in maxine.background:
         maxine.background.insert(0, sweep_leases)
 

@@ -88,6 +88,7 @@ def _builtin():
     register("cost-aware", lambda: FullScan(MetadataCost(), "cost-aware"))
     register("least-response-time", lambda: FullScan(PeakEwma(), "least-response-time"))
     from .adaptive import register_adaptive; register_adaptive(register)  # noqa: E702
+    register("advanced-ml", lambda: __import__("maxine.balancers.learned", fromlist=["AdvancedML"]).AdvancedML())
     from .ml_strategies import register_ml; register_ml(register)  # noqa: E702
 
 

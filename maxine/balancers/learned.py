@@ -1,0 +1,295 @@
+"""``advanced-ml``: a learned latency estimate inside a load-spreading picker.
+
+The model (``models/advanced-ml/<version>/``, trained by ``maxine train
+advanced-ml``) predicts, from a node's telemetry (:mod:`maxine.models.features`:
+last load report and its age, this registry's dispatches and completions
+since, the share of the node's traffic this registry sees, service time,
+Peak-EWMA, errors, ...), the log of the latency a request sent to that node
+now would see. It was trained on simulator runs where that ground truth (true
+queue × true service time) is known, so it learns how a stale report plus the
+registry's own dispatches translates into the node's current queue.
+
+The picker (never a plain argmax over predictions across registries):
+
+- candidates: the whole pool when it has at most ``scan_max`` nodes, else
+  ``d`` distinct nodes drawn at random (power of d choices) — O(d) per pick;
+- cost = predicted latency × (1 + ``error_penalty`` × client error EWMA)
+  (fast failures count as slow) ÷ slow-start ramp; lowest cost wins, ties at random;
+- guardrails: **slow start** — a node registered later than its peers ramps
+  from ``slow_start_min`` to full weight over ``slow_start_s``; **share cap** —
+  a node whose decayed share of this strategy's recent dispatches exceeds
+  ``cap`` × fair share (1/n) is skipped while any other candidate is under it;
+  **fallback** — without a usable model (missing, refused, stale by
+  ``max_age_s``, or a forward pass that raised or returned non-finite values)
+  the pick is made by ``p2c-peak-ewma`` and counted in ``fallbacks``.
+
+The model's forward pass is numpy (:mod:`maxine.models.mlp`); nothing here
+imports torch. ``pick`` never raises because of the model.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from ..models.artifacts import ModelStore, default_store
+from ..models.features import node_row
+from .estimates import PeakEwma
+from .pickers import PowerOfTwo
+
+SHARE_KEY = "aml.share"
+CACHE_KEY = "aml.cache"
+
+
+class AdvancedML:
+    name = "advanced-ml"
+
+    def __init__(self, store: ModelStore | None = None, name: str = "advanced-ml", model: str = "advanced-ml",
+                 scan_max: int = 16, d: int = 8,
+                 error_penalty: float = 20.0, slow_start_s: float = 30.0, slow_start_min: float = 0.1,
+                 slow_start_grace_s: float = 5.0, cap: float = 4.0, share_tau_s: float = 5.0,
+                 max_age_s: float | None = None, recheck_s: float = 5.0, refresh_s: float = 0.05,
+                 error_tau_s: float = 5.0, idle_s: float = 1.0, idle_tau_s: float = 3.0):
+        self.name = name
+        self.model = model
+        self.store = store
+        self.scan_max = scan_max
+        self.d = d
+        self.error_penalty = error_penalty
+        self.slow_start_s = slow_start_s
+        self.slow_start_min = slow_start_min
+        self.slow_start_grace_s = slow_start_grace_s
+        self.cap = cap
+        self.share_tau_s = share_tau_s
+        self.max_age_s = max_age_s
+        self.recheck_s = recheck_s
+        self.refresh_s = refresh_s
+        self.error_tau_s = error_tau_s
+        self.idle_s = idle_s
+        self.idle_tau_s = idle_tau_s
+        self.refreshes = 0
+        self.share_ewma = 1.0
+        self.fallback = PowerOfTwo(PeakEwma(), "p2c-peak-ewma")
+        self.fallbacks = 0
+        self.picks = 0
+        self.model_errors = 0
+        self.last_error: str | None = None
+        self.fallback_reason: str | None = None
+        self._key = ("aml", id(self))
+        self._checked = -math.inf
+
+    # --- the model -----------------------------------------------------------
+    def _store(self) -> ModelStore:
+        if self.store is None:
+            self.store = default_store(self.model)
+        return self.store
+
+    def _model(self):
+        store = self._store()
+        wall = time.monotonic()
+        if wall - self._checked >= self.recheck_s or store.current is None and self._checked == -math.inf:
+            self._checked = wall
+            if store.current is None:
+                store.ensure_loaded()
+        model = store.current
+        if model is None:
+            self.fallback_reason = "missing: " + (store.last_error or "no model loaded")
+            return None
+        if self.max_age_s is not None and model.trained_at is not None and time.time() - model.trained_at > self.max_age_s:
+            self.fallback_reason = f"stale: trained more than {self.max_age_s:.0f}s ago"
+            return None
+        return model
+
+    def _fall_back(self, pool, ctx):
+        self.fallbacks += 1
+        return self.fallback.pick(pool, ctx)
+
+    # --- picking ---------------------------------------------------------------
+    def pick(self, pool, ctx):
+        self.picks += 1
+        nodes = pool.nodes
+        if len(nodes) == 1:
+            return nodes[0]
+        model = self._model()
+        if model is None:
+            return self._fall_back(pool, ctx)
+        try:
+            node = self._pick(model.mlp, pool, nodes, ctx)
+        except Exception as exc:  # a model must never break discovery
+            self.model_errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.fallback_reason = "failing: " + self.last_error
+            return self._fall_back(pool, ctx)
+        if node is None:
+            return self._fall_back(pool, ctx)
+        self.fallback_reason = None
+        return node
+
+    # --- the inference cache ------------------------------------------------------
+    # Per node, in state.extra[CACHE_KEY]: [results, report_time, computed_at,
+    # predicted ms, queue estimate then, dispatched_since then, share]. The model
+    # runs when the node's telemetry changes (a client report: learn_one; a load
+    # report or ``refresh_s`` of age: at the next pick that draws it); a pick
+    # reads the cached prediction and applies this registry's dispatches since
+    # (× (q_now + 1) / (q_then + 1)), so dispatch compensation stays exact.
+    def _queue(self, state, now):
+        rt = state.report_time
+        if rt is not None and now - rt <= 90.0:
+            interval = state.prev_interval_s
+            expected = (state.qps or 0.0) * (interval or 0.0)
+            share = state.prev_dispatched / expected if expected > 0.5 else 1.0
+            share = min(max(share, 0.05), 1.0)
+            if expected > 0.5:  # this registry's share of the fleet's traffic, for exploration
+                self.share_ewma += 0.05 * (share - self.share_ewma)
+            return max(0.0, (state.reported_in_flight or 0.0)
+                       + (state.dispatched_since_report - state.completed_since_report) / share), share
+        return float(state.outstanding.count(now)), 1.0
+
+    def _refresh(self, mlp, nodes, now):
+        pred = mlp.predict(np.array([node_row(node.state, now) for node in nodes]))
+        if not np.all(np.isfinite(pred)):
+            raise FloatingPointError("non-finite prediction")
+        exp = math.exp
+        for k, node in enumerate(nodes):
+            state = node.state
+            q, share = self._queue(state, now)
+            state.extra[CACHE_KEY] = [state.results, state.report_time, now, exp(float(pred[k])), q,
+                                      state.dispatched_since_report, share]
+        self.refreshes += len(nodes)
+
+    def learn_one(self, node, latency_ms, success, now):
+        """A client report changed the node's telemetry: refresh its cached score
+        (off the discovery path). Never raises."""
+        model = self.store.current if self.store is not None else None
+        if model is None:
+            return
+        try:
+            self._refresh(model.mlp, (node,), now)
+        except Exception as exc:
+            self.model_errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            node.state.extra.pop(CACHE_KEY, None)
+
+    def _pick(self, mlp, pool, nodes, ctx):
+        now = ctx.now
+        n = len(nodes)
+        if n <= self.scan_max:
+            cand = nodes
+        else:
+            rand = ctx.rng.random
+            seen = set()
+            while len(seen) < self.d:
+                seen.add(int(rand() * n))
+            cand = [nodes[k] for k in seen]
+        refresh_s = self.refresh_s
+        stale = None
+        for node in cand:
+            state = node.state
+            c = state.extra.get(CACHE_KEY)
+            if (c is None or c[0] != state.results or c[1] != state.report_time or now - c[2] > refresh_s
+                    or state.dispatched_since_report < c[5]):
+                if stale is None:
+                    stale = [node]
+                else:
+                    stale.append(node)
+        if stale:
+            self._refresh(mlp, stale, now)
+        # pool-level bookkeeping: first registration time and the decayed dispatch total
+        book = pool.cache.get(self._key)
+        if book is None:
+            book = pool.cache[self._key] = [min(node.registered_at for node in nodes), now, 0.0]
+        exp = math.exp
+        tau = self.share_tau_s
+        total = book[2] * exp(-max(now - book[1], 0.0) / tau)
+        fair_cap = self.cap / n if n >= 3 else math.inf
+        oldest = book[0]
+        err_tau = self.error_tau_s
+        # evidence about a node reaches this registry at its share of the node's
+        # traffic: with K registries, wait K times longer before exploring
+        scale = 1.0 / max(self.share_ewma, 0.05)
+        idle_s, idle_tau = self.idle_s * scale, self.idle_tau_s * scale
+        best, best_cost, best_capped, ties = None, math.inf, True, 0
+        rand = ctx.rng.random
+        for node in cand:
+            state = node.state
+            c = state.extra[CACHE_KEY]
+            q = c[4] + (state.dispatched_since_report - c[5]) / c[6]
+            cost = c[3] * (q + 1.0) / (c[4] + 1.0)
+            # fast failures count as slow; the penalty fades while the node gets no reports
+            err = state.error_ewma
+            if err > 0.0:
+                lr = state.last_result_time
+                if lr is not None and now > lr:
+                    err *= exp(-(now - lr) / err_tau)
+                cost *= 1.0 + self.error_penalty * err
+            # exploration: an estimate nobody has checked for a while fades (as
+            # Peak-EWMA does), so a node that was slow gets a probe once it may
+            # have recovered instead of being starved on old evidence
+            lr = state.last_result_time
+            if lr is not None and now - lr > idle_s:
+                cost *= exp(-(now - lr - idle_s) / idle_tau)
+            # slow start: a node that joined after its peers ramps up
+            born = node.registered_at
+            if born - oldest > self.slow_start_grace_s and now - born < self.slow_start_s:
+                cost /= max(self.slow_start_min, (now - born) / self.slow_start_s)
+            # share cap
+            capped = False
+            if total > 20.0:
+                share = state.extra.get(SHARE_KEY)
+                if share is not None:
+                    capped = share[1] * exp(-max(now - share[0], 0.0) / tau) > fair_cap * total
+            if (best_capped and not capped) or (capped == best_capped and cost < best_cost):
+                best, best_cost, best_capped, ties = node, cost, capped, 1
+            elif capped == best_capped and cost == best_cost:
+                ties += 1
+                if rand() * ties < 1.0:
+                    best = node
+        # account the dispatch for the share cap
+        book[1] = now
+        book[2] = total + 1.0
+        extra = best.state.extra
+        share = extra.get(SHARE_KEY)
+        mine = 0.0 if share is None else share[1] * exp(-max(now - share[0], 0.0) / tau)
+        extra[SHARE_KEY] = (now, mine + 1.0)
+        return best
+
+    # --- observability -----------------------------------------------------------
+    def status(self) -> dict:
+        store = self._store()
+        s = store.status()
+        s.update({
+            "strategy": self.name, "picks": self.picks, "fallbacks": self.fallbacks,
+            "fallbackActive": store.current is None or self.fallback_reason is not None,
+            "fallbackReason": self.fallback_reason, "modelErrors": self.model_errors,
+            "cacheRefreshes": self.refreshes,
+            "lastError": self.last_error or s.get("lastError"),
+        })
+        return s
+
+
+async def watch_models(maxine) -> None:
+    """Background task: reload the promoted ``advanced-ml`` artifact when it
+    changes (every ``$MAXINE_MODELS_WATCH_S`` seconds, default 2; 0 disables).
+    Loading runs in a worker thread, never on the event loop; a refused
+    artifact leaves the previous model serving."""
+    import asyncio
+    import logging
+    import os
+
+    try:
+        interval = float(os.environ.get("MAXINE_MODELS_WATCH_S", "2"))
+    except ValueError:
+        interval = 2.0
+    if interval <= 0:
+        return
+    log = logging.getLogger("maxine.models")
+    while True:
+        strategy = maxine.balancers.get("advanced-ml")
+        if isinstance(strategy, AdvancedML):
+            try:
+                await asyncio.to_thread(strategy._store().reload)
+            except Exception:
+                log.exception("advanced-ml model watch failed; retrying")
+        await asyncio.sleep(interval)

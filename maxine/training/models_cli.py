@@ -1,0 +1,255 @@
+"""``maxine train`` and ``maxine models``.
+
+The CLI wires ``maxine train ARGS`` to :func:`train_main` and ``maxine models
+ARGS`` to :func:`models_main`; each parses its own arguments, prints a clear
+one-line error (no traceback) on bad input, and returns an exit code.
+
+    maxine train advanced-ml --data DIR [--from-sim SCENARIO ...] [--sim-seeds 0-7]
+                 [--sim-behaviours a,b] [--epochs N] [--out models/] [--version V] [--promote]
+    maxine models list | show NAME | promote NAME VERSION | eval NAME VERSION --data DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+TRAINABLE = ("advanced-ml",)
+DEFAULT_SIM_SCENARIOS = ("homogeneous", "speed-spread-10x", "slow-server-middle", "rotating-slow",
+                         "speed-spread-multi", "speed-spread-fresh")
+DEFAULT_BEHAVIOURS = ("least-response-time", "p2c-peak-ewma", "c3", "prequal", "least-connections")
+HELD_OUT = ("bursty-mmpp", "overload-0.9", "overload-1.0", "overload-1.1", "fast-failure")
+
+
+def _err(msg: str) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return 2
+
+
+def _seeds(text: str) -> list[int]:
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if "-" in part:
+            a, b = part.split("-", 1)
+            out.extend(range(int(a), int(b) + 1))
+        elif part:
+            out.append(int(part))
+    return out
+
+
+def train_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="maxine train", description="Train a learned model and write a "
+                                     "versioned artifact under --out/<model>/<version>/.")
+    parser.add_argument("model", choices=TRAINABLE)
+    parser.add_argument("--data", required=True, metavar="DIR", help="telemetry log directory (read; with "
+                        "--from-sim, simulator runs are recorded into it first)")
+    parser.add_argument("--from-sim", action="append", default=[], metavar="SCENARIO",
+                        help="record simulator runs of this scenario into --data first (repeatable, or "
+                             "comma-separated; 'default' = the tuning scenarios)")
+    parser.add_argument("--sim-seeds", default="10-17", help="tuning seeds for --from-sim (default 10-17; "
+                        "must be tuning seeds 0-127)")
+    parser.add_argument("--sim-behaviours", default=",".join(DEFAULT_BEHAVIOURS),
+                        help="strategies whose decisions are recorded (default: %(default)s)")
+    parser.add_argument("--sim-every", type=int, default=8, help="record every N-th decision (default 8)")
+    parser.add_argument("--sim-requests", type=int, default=None, help="override the scenarios' request count")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--hidden", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-rows", type=int, default=None)
+    parser.add_argument("--out", default=None, help="models root (default: $MAXINE_MODELS_DIR or ./models)")
+    parser.add_argument("--version", default=None, help="version name (default: UTC timestamp)")
+    parser.add_argument("--promote", action="store_true", help="promote the new version")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    progress = not args.no_progress
+    if args.epochs < 1:
+        return _err("--epochs must be >= 1")
+
+    from ..models import artifacts
+    from . import scenario as scenarios
+    from .telemetry_log import TelemetryLogError, record_runs
+    from .train import TrainError, train
+
+    if args.from_sim:
+        names = []
+        for item in args.from_sim:
+            for name in item.split(","):
+                name = name.strip()
+                if name == "default":
+                    names.extend(DEFAULT_SIM_SCENARIOS)
+                elif name:
+                    names.append(name)
+        try:
+            seeds = _seeds(args.sim_seeds)
+            scs = [scenarios.by_name(n) for n in names]
+        except (ValueError, scenarios.ScenarioError) as exc:
+            return _err(str(exc))
+        if args.sim_requests:
+            for sc in scs:
+                sc["requests"] = args.sim_requests
+        bad = [s for s in seeds if s not in scenarios.TUNING_SEEDS]
+        if bad:
+            return _err(f"--sim-seeds must be tuning seeds (0-127), not {bad[:5]}")
+        held = [sc["name"] for sc in scs if sc["name"] in HELD_OUT]
+        if held:
+            print(f"warning: {held} are held-out evaluation scenarios; training on them invalidates "
+                  "the lab's measured bar", file=sys.stderr)
+        from ..balancers import factories
+
+        behaviours = [b.strip() for b in args.sim_behaviours.split(",") if b.strip()]
+        unknown = [b for b in behaviours if b not in factories()]
+        if unknown:
+            return _err(f"unknown behaviour strategies {unknown}")
+        rows = record_runs(scs, behaviours, seeds, args.data, every=args.sim_every, progress=progress)
+        print(f"recorded {rows} rows from {len(scs)} scenarios × {len(behaviours)} strategies × "
+              f"{len(seeds)} seeds into {args.data}")
+    elif not os.path.isdir(args.data):
+        return _err(f"telemetry log directory {args.data!r} does not exist")
+
+    try:
+        result = train(args.data, epochs=args.epochs, hidden=args.hidden, seed=args.seed,
+                       max_rows=args.max_rows, progress=progress)
+    except (TrainError, TelemetryLogError) as exc:
+        return _err(str(exc))
+    meta = result["metadata"]
+    if args.from_sim:
+        meta["data"]["simulator"] = {"scenarios": names, "seeds": args.sim_seeds,
+                                     "behaviours": args.sim_behaviours, "every": args.sim_every}
+    root = args.out or str(artifacts.default_root())
+    version = args.version or artifacts.new_version()
+    try:
+        path = artifacts.write_artifact(root, args.model, version, result["arrays"], meta, result["state_dict"])
+    except (artifacts.ArtifactError, OSError) as exc:
+        return _err(str(exc))
+    m = meta["metrics"]
+    secs = meta["training"]["seconds"]
+    print(f"wrote {path}  rows={meta['data']['rows']} test_rmse_log={m['test_rmse_log']:.3f} "
+          f"(baseline {m['baseline_rmse_log']:.3f}) pick_agreement={m['test_pick_agreement']:.3f} "
+          f"train {secs['train']:.1f}s total {secs['total']:.1f}s")
+    if args.promote:
+        try:
+            artifacts.promote(root, args.model, version)
+        except artifacts.ArtifactError as exc:
+            return _err(f"not promoted: {exc}")
+        print(f"promoted {args.model} {version}")
+    return 0
+
+
+def models_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="maxine models", description="List, inspect, promote and "
+                                     "evaluate model artifacts.")
+    parser.add_argument("--root", default=None, help="models root (default: $MAXINE_MODELS_DIR or ./models)")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list")
+    p = sub.add_parser("show")
+    p.add_argument("name")
+    p.add_argument("version", nargs="?")
+    p = sub.add_parser("promote")
+    p.add_argument("name")
+    p.add_argument("version")
+    p = sub.add_parser("eval")
+    p.add_argument("name")
+    p.add_argument("version")
+    p.add_argument("--data", metavar="DIR", help="telemetry log to replay (prediction metrics)")
+    p.add_argument("--scenario", action="append", default=[], help="also simulate these scenarios with the "
+                   "version and report `maxine bench lb` metrics")
+    p.add_argument("--seeds", default=None, help="seeds for --scenario (default: evaluation seeds)")
+    args = parser.parse_args(argv)
+
+    from ..models import artifacts
+
+    root = args.root or str(artifacts.default_root())
+    if args.cmd == "list":
+        names = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))) \
+            if os.path.isdir(root) else []
+        if not names:
+            print(f"no models under {root}")
+            return 0
+        for name in names:
+            current = artifacts.promoted(root, name)
+            for v in artifacts.versions(root, name):
+                try:
+                    meta = json.loads(open(os.path.join(root, name, v, artifacts.METADATA)).read())
+                    info = (f"rows={meta.get('data', {}).get('rows')} "
+                            f"rmse={meta.get('metrics', {}).get('test_rmse_log', float('nan')):.3f}")
+                except (OSError, ValueError):
+                    info = "(unreadable metadata)"
+                print(f"{'*' if v == current else ' '} {name:<16} {v:<22} {info}")
+        return 0
+    if args.cmd == "show":
+        version = args.version or artifacts.promoted(root, args.name)
+        if version is None:
+            return _err(f"no versions of {args.name!r} under {root}")
+        try:
+            loaded = artifacts.load_artifact(os.path.join(root, args.name, version))
+        except artifacts.ArtifactError as exc:
+            return _err(str(exc))
+        meta = dict(loaded.metadata)
+        meta.pop("scaling", None)
+        meta["promoted"] = version == artifacts.promoted(root, args.name)
+        print(json.dumps(meta, indent=1, default=str))
+        return 0
+    if args.cmd == "promote":
+        try:
+            artifacts.promote(root, args.name, args.version)
+        except artifacts.ArtifactError as exc:
+            return _err(f"refused: {exc}")
+        print(f"promoted {args.name} {args.version} (a running server reloads it within its watch "
+              "interval, or on POST /models/reload)")
+        return 0
+    # eval
+    try:
+        loaded = artifacts.load_artifact(os.path.join(root, args.name, args.version))
+    except artifacts.ArtifactError as exc:
+        return _err(str(exc))
+    if not args.data and not args.scenario:
+        return _err("eval needs --data DIR and/or --scenario NAME")
+    if args.data:
+        from .telemetry_log import TelemetryLogError, read_log
+        from .train import dataset, evaluate
+
+        try:
+            cols = read_log(args.data)
+        except TelemetryLogError as exc:
+            return _err(str(exc))
+        x, y, _, key, _ = dataset(cols, holdout=0.0)
+        if len(y) == 0:
+            return _err(f"{args.data}: no rows with a target")
+        print(json.dumps({"replay": evaluate(loaded.mlp, x, y, key)}, indent=1))
+    if args.scenario:
+        os.environ["MAXINE_MODELS_DIR"] = root
+        tmp_root = _eval_root(root, args.name, args.version)
+        os.environ["MAXINE_MODELS_DIR"] = tmp_root
+        from . import lab_cli
+
+        argv2 = []
+        for s in args.scenario:
+            argv2 += ["--scenario", s]
+        argv2 += ["--strategies", "advanced-ml,least-response-time,least-connections,c3,p2c-peak-ewma,oracle"]
+        if args.seeds:
+            argv2 += ["--seeds", args.seeds]
+        return lab_cli.bench_lb_main(argv2)
+    return 0
+
+
+def _eval_root(root: str, name: str, version: str) -> str:
+    """A scratch models root where ``version`` is the promoted one (symlinked, nothing copied)."""
+    import tempfile
+
+    tmp = tempfile.mkdtemp(prefix="maxine-eval-")
+    os.makedirs(os.path.join(tmp, name))
+    os.symlink(os.path.abspath(os.path.join(root, name, version)), os.path.join(tmp, name, version))
+    with open(os.path.join(tmp, name, "PROMOTED"), "w") as f:
+        f.write(version + "\n")
+    return tmp
+
+
+if __name__ == "__main__":  # python -m maxine.training.models_cli train|models ...
+    if len(sys.argv) < 2 or sys.argv[1] not in ("train", "models"):
+        print("usage: python -m maxine.training.models_cli train|models [options]", file=sys.stderr)
+        sys.exit(2)
+    sys.exit((train_main if sys.argv[1] == "train" else models_main)(sys.argv[2:]))

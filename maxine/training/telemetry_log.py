@@ -1,0 +1,207 @@
+"""The on-disk telemetry log: what learned models are trained on.
+
+Format: a directory of columnar segments ``telemetry-<unix ms>-<seq>.npz``
+(``numpy.savez_compressed``; one float64/int array per column, plus a
+``__meta__`` JSON string). numpy reads a segment in milliseconds and pandas
+takes it as ``pd.DataFrame(dict(np.load(path)))``. The writer rotates to a new
+segment every ``segment_rows`` rows and deletes the oldest segments beyond
+``max_segments`` (bounded size).
+
+One row = one node as seen at one discovery decision:
+- the raw NodeState columns of :data:`maxine.models.features.RAW` (so any
+  feature version can be rebuilt from the log by ``feature_matrix``);
+- ``decision`` (decision counter), ``node`` (node index within the pool),
+  ``chosen`` (1 for the node the strategy picked);
+- targets: ``true_delay_ms`` — the simulator's ground truth, the expected
+  latency of a request sent to that node at that moment (queue + 1) × service
+  time / workers (NaN outside the simulator); ``latency_ms``/``success`` — the
+  realised outcome when known (the server's client reports; NaN otherwise).
+
+``maxine bench lb --record DIR`` writes this format from simulator runs
+(:func:`record_runs`), so training can start without a production system.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import time
+import zipfile
+
+import numpy as np
+
+from ..models.features import RAW, raw_row
+
+LOG_VERSION = 1
+EXTRA = ("decision", "node", "chosen", "true_delay_ms", "latency_ms", "success", "seed")
+COLUMNS: tuple[str, ...] = RAW + EXTRA
+PATTERN = "telemetry-*.npz"
+
+
+class TelemetryLogError(Exception):
+    """A log that cannot be used (missing, empty, malformed): the message says why."""
+
+
+class TelemetryLogWriter:
+    def __init__(self, directory: str, segment_rows: int = 200_000, max_segments: int = 200, meta: dict | None = None):
+        self.directory = directory
+        self.segment_rows = segment_rows
+        self.max_segments = max_segments
+        self.meta = dict(meta or {})
+        os.makedirs(directory, exist_ok=True)
+        self._rows: list[list[float]] = []
+        self._seq = 0
+        self.rows_written = 0
+
+    def append(self, row: list[float]) -> None:
+        """One row of :data:`COLUMNS` values, in order."""
+        self._rows.append(row)
+        if len(self._rows) >= self.segment_rows:
+            self.flush()
+
+    def flush(self) -> str | None:
+        if not self._rows:
+            return None
+        arr = np.asarray(self._rows, dtype=np.float64)
+        self._rows = []
+        name = f"telemetry-{int(time.time() * 1000)}-{os.getpid()}-{self._seq:05d}.npz"
+        self._seq += 1
+        path = os.path.join(self.directory, name)
+        tmp = path + ".tmp.npz"
+        meta = json.dumps({"log_version": LOG_VERSION, "columns": list(COLUMNS), **self.meta})
+        np.savez_compressed(tmp, __meta__=np.array(meta), **{c: arr[:, k] for k, c in enumerate(COLUMNS)})
+        os.replace(tmp, path)
+        self.rows_written += len(arr)
+        self._prune()
+        return path
+
+    def _prune(self) -> None:
+        segments = sorted(glob.glob(os.path.join(self.directory, PATTERN)), key=os.path.getmtime)
+        for old in segments[: max(0, len(segments) - self.max_segments)]:
+            try:
+                os.remove(old)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.flush()
+
+
+def segments(directory: str) -> list[str]:
+    if not os.path.isdir(directory):
+        raise TelemetryLogError(f"telemetry log directory {directory!r} does not exist")
+    return sorted(p for p in glob.glob(os.path.join(directory, PATTERN)) if not p.endswith(".tmp.npz"))
+
+
+def read_log(directory: str, progress=None) -> dict[str, np.ndarray]:
+    """All segments of a log as one dict of columns; :class:`TelemetryLogError`
+    with a clear reason for a missing directory, no segments, or a malformed one."""
+    paths = segments(directory)
+    if not paths:
+        raise TelemetryLogError(f"telemetry log {directory!r} is empty (no {PATTERN} segments); "
+                                "record one with `maxine bench lb --record DIR` or the server's telemetry log")
+    parts: dict[str, list[np.ndarray]] = {c: [] for c in COLUMNS}
+    for k, path in enumerate(paths):
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["__meta__"])) if "__meta__" in z.files else {}
+                if meta.get("log_version") != LOG_VERSION:
+                    raise TelemetryLogError(f"{path}: unsupported log version {meta.get('log_version')!r}")
+                missing = [c for c in COLUMNS if c not in z.files]
+                if missing:
+                    raise TelemetryLogError(f"{path}: malformed segment, missing columns {missing[:5]}")
+                cols = {c: np.asarray(z[c], dtype=np.float64) for c in COLUMNS}
+        except TelemetryLogError:
+            raise
+        except (OSError, ValueError, zipfile.BadZipFile, KeyError, EOFError) as exc:
+            raise TelemetryLogError(f"{path}: malformed segment ({type(exc).__name__}: {exc})") from None
+        n = {len(v) for v in cols.values()}
+        if len(n) != 1:
+            raise TelemetryLogError(f"{path}: malformed segment, columns of different lengths")
+        for c in COLUMNS:
+            parts[c].append(cols[c])
+        if progress:
+            progress(k + 1, len(paths))
+    out = {c: np.concatenate(v) for c, v in parts.items()}
+    if len(out["now"]) == 0:
+        raise TelemetryLogError(f"telemetry log {directory!r} has no rows")
+    return out
+
+
+# --- recording simulator runs --------------------------------------------------------
+
+
+class _Recorder:
+    """A strategy that delegates to ``inner`` and logs every node's raw state
+    plus the simulator's ground truth at each decision."""
+
+    def __init__(self, inner, sim, writer: TelemetryLogWriter, seed: int, every: int = 1):
+        self.inner = inner
+        self.name = inner.name
+        self.sim = sim
+        self.writer = writer
+        self.seed = seed
+        self.every = max(1, int(every))
+        self.decisions = 0
+        mean_ms = float(sim.sc["service_time"]["mean_ms"])
+        self.mean_ms = mean_ms
+        if hasattr(inner, "learn_one"):
+            self.learn_one = inner.learn_one
+
+    def pick(self, pool, ctx):
+        node = self.inner.pick(pool, ctx)
+        self.decisions += 1
+        if self.decisions % self.every == 0:
+            sim, now, append = self.sim, ctx.now, self.writer.append
+            chosen = node.metadata["sim_index"]
+            for other in pool.nodes:
+                i = other.metadata["sim_index"]
+                w = sim.workers[i]
+                svc = self.mean_ms / sim.speed[i]
+                true_delay = max(0.0, sim.pending[i] + 1.0 - w) / w * svc + svc
+                append(raw_row(other.state, now) + [float(self.decisions), float(i), float(i == chosen),
+                                                    true_delay, np.nan, np.nan, float(self.seed)])
+        return node
+
+
+def record_run(sc: dict, behaviour: str, seed: int, writer: TelemetryLogWriter, every: int = 1) -> dict:
+    """Simulate ``behaviour`` on ``sc`` with ``seed`` and log its decisions."""
+    from ..balancers import Balancers, factories, register, _factories
+    from .simulator import Simulation
+
+    name = f"__record__:{behaviour}"
+    sim = Simulation(sc, name, seed)
+    inner_factory = factories()[behaviour]
+    register(name, lambda: _Recorder(inner_factory(), sim, writer, seed, every))
+    try:
+        result = sim.run()
+    finally:
+        _factories.pop(name, None)
+    result["strategy"] = behaviour
+    return result
+
+
+def record_runs(scs: list[dict], behaviours: list[str], seeds: list[int], directory: str, every: int = 1,
+                progress: bool = True) -> int:
+    """Record every scenario × behaviour × seed into ``directory``; returns rows written."""
+    import sys
+
+    writer = TelemetryLogWriter(directory, meta={"source": "simulator"})
+    total = len(scs) * len(behaviours) * len(seeds)
+    k = 0
+    t0 = time.perf_counter()
+    for sc in scs:
+        for behaviour in behaviours:
+            for seed in seeds:
+                record_run(sc, behaviour, seed, writer, every)
+                k += 1
+                if progress:
+                    bar = int(30 * k / total)
+                    sys.stderr.write(f"\r[{'#' * bar}{'.' * (30 - bar)}] {k}/{total} recorded runs "
+                                     f"{time.perf_counter() - t0:5.1f}s  {sc['name'][:24]} {behaviour[:20]:<20}")
+                    sys.stderr.flush()
+    writer.close()
+    if progress:
+        sys.stderr.write("\n")
+    return writer.rows_written
