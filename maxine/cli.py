@@ -22,6 +22,7 @@ def _bench(argv: list[str]) -> int:
         "live": ("maxine.training.lab_cli", "bench_live_main"),
         "http": ("maxine.bench.http", "bench_http_main"),
         "events": ("maxine.bench.events", "bench_events_main"),
+        "scale": ("maxine.bench.scale", "bench_scale_main"),
     }
     if not argv or argv[0] not in commands:
         print(f"usage: maxine bench {{{','.join(commands)}}} [options]", file=sys.stderr)

@@ -70,7 +70,7 @@ class Settings:
             flag = "--" + f.name.replace("_", "-")
             kind = f.metadata["parse"] or type(f.default)
             parser.add_argument(flag, dest=f.name, default=None, type=kind, choices=f.metadata["choices"],
-                                help=f"{f.metadata['help']} [env {cls.env_name(f.name)}, default {f.default}]")
+                                help=f"{f.metadata['help']} [env {cls.env_name(f.name)}, default {f.default}]".replace("%", "%%"))
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, environ=None) -> "Settings":

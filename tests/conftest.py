@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import httpx
@@ -36,3 +37,15 @@ _names = iter(range(10**9))
 def svc_name(request):
     """A service name unique within the session, so tests sharing a server don't collide."""
     return re.sub(r"[^A-Za-z0-9._-]", "-", f"t{next(_names)}-{request.node.name[:60]}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """In CI (``CI`` set) a skipped test is a failure: the services and the
+    browser the tests need are installed and started by ``./run test``."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and os.environ.get("CI", "").lower() not in ("", "0", "false"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, which must run every test: {reason}"

@@ -1,0 +1,214 @@
+"""``maxine bench scale``: a registry of 100,000 instances over HTTP.
+
+Prints, for one ``maxine serve`` on 127.0.0.1:
+- registration throughput while filling it through ``POST /register``;
+- resident memory per instance above the empty server;
+- ``GET /discover`` latency and server CPU per request at each size (flat
+  means the per-request cost does not depend on the registry's size);
+- the in-process pick cost of hashing strategies against a service's size;
+- the longest stall of a discovery loop while 10,000 instances expire at once.
+
+Bounded: every phase has a fixed count or duration; the server is stopped by PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import shutil
+import subprocess
+import sys
+import time
+
+import httpx
+
+from .http import machine, parse_wrk
+from .process import ServerProcess, maxine_server
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def progress(label: str, done: int, total: int) -> None:
+    width = 30
+    filled = int(width * done / max(total, 1))
+    print(f"\r  {label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end="", file=sys.stderr)
+    if done >= total:
+        print(file=sys.stderr)
+
+
+async def register_many(url: str, bodies: list[dict], concurrency: int, label: str) -> float:
+    """Register every body; returns wall seconds. Fails loudly on any non-200."""
+    queue = iter(bodies)
+    done = 0
+    started = time.perf_counter()
+
+    async def worker(client: httpx.AsyncClient):
+        nonlocal done
+        for body in queue:
+            response = await client.post("/register", json=body)
+            if response.status_code != 200:
+                raise RuntimeError(f"register failed: {response.status_code} {response.text}")
+            done += 1
+            if done % 2000 == 0 or done == len(bodies):
+                progress(label, done, len(bodies))
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    return time.perf_counter() - started
+
+
+def population(instances: int, services: int, prefix: str = "svc", ttl: float = 600.0) -> list[dict]:
+    per_service = max(1, instances // services)
+    return [{"serviceName": f"{prefix}-{i // per_service}", "host": f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}",
+             "port": 8000 + i % 1000, "ttl": ttl, "metadata": {"version": "1.0.0", "zone": f"z{i % 3}"}}
+            for i in range(instances)]
+
+
+def wrk_discover(server: ServerProcess, service: str, seconds: int) -> dict:
+    cpu0 = server.cpu_seconds()
+    out = subprocess.run(["wrk", "-t1", "-c32", f"-d{seconds}s", "--latency",
+                          f"{server.url}/discover?serviceName={service}"],
+                         capture_output=True, text=True, timeout=seconds + 30).stdout
+    cpu = server.cpu_seconds() - cpu0
+    parsed = parse_wrk(out)
+    parsed["cpu_us_per_request"] = cpu / parsed["requests"] * 1e6 if parsed["requests"] else float("nan")
+    return parsed
+
+
+def hashing_pick_cost(sizes=(10, 100, 1000, 10000), picks: int = 20000) -> list[dict]:
+    """In-process µs per consistent-hash pick (ring already built) and ring build time."""
+    from ..balancers import Balancers, PickContext
+    from ..registry import Registry
+
+    rows = []
+    for n in sizes:
+        registry = Registry(default_ttl=3600)
+        for i in range(n):
+            registry.register("big", f"10.0.{i >> 8}.{i & 255}", 8000)
+        pool = registry.pool("big")
+        strategy = Balancers(["consistent-hash"]).get("consistent-hash")
+        ctx = PickContext(time.time(), random.Random(1))
+        keys = [f"client-{k}" for k in range(picks)]
+        t0 = time.perf_counter()
+        ctx.client_key = keys[0]
+        strategy.pick(pool, ctx)  # builds the ring
+        build = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for key in keys:
+            ctx.client_key = key
+            strategy.pick(pool, ctx)
+        rows.append({"instances": n, "pick_us": (time.perf_counter() - t0) / picks * 1e6, "ring_build_ms": build * 1e3})
+    return rows
+
+
+def discovery_stall_during_expiry(url: str, service: str, seconds: float) -> dict:
+    """Sequential discoveries for ``seconds``: the longest single answer time."""
+    worst, count, errors = 0.0, 0, 0
+    with httpx.Client(base_url=url, timeout=10) as http:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            t0 = time.perf_counter()
+            status = http.get("/discover", params={"serviceName": service}).status_code
+            worst = max(worst, time.perf_counter() - t0)
+            count += 1
+            errors += status != 200
+    return {"requests": count, "max_ms": worst * 1e3, "errors": errors}
+
+
+def bench(args) -> dict:
+    report: dict = {"meta": {"command": "maxine bench scale " + " ".join(args.argv), "machine": machine()}}
+    # Self-preservation would (rightly) refuse to evict 10 % of the registry at once;
+    # this benchmark measures the eviction itself, so it is switched off here.
+    env = {"MAXINE_SELF_PRESERVATION_THRESHOLD": "1.0", "MAXINE_EVENT_HISTORY": str(args.event_history)}
+    with maxine_server(env=env) as srv:
+        time.sleep(1.0)
+        empty = rss_kib(srv.pid)
+        httpx.post(srv.url + "/register", json={"serviceName": "probe", "host": "127.0.0.1", "port": 1, "ttl": 3600})
+        sizes, rows = [0, *sorted({s for s in (1000, 10000, args.instances) if s <= args.instances})], []
+        bodies = population(args.instances, args.services)
+        registered = 0
+        for size in sizes:
+            if size > registered:
+                seconds = asyncio.run(register_many(srv.url, bodies[registered:size], args.concurrency,
+                                                    f"registering to {size:>7}"))
+                rows.append({"phase": f"register {registered}->{size}", "per_s": (size - registered) / seconds})
+                registered = size
+            time.sleep(0.5)
+            measured = wrk_discover(srv, "probe", args.duration)
+            rows.append({"phase": f"discover at {size}", "instances": size, **measured})
+            print(f"  {size:>7} instances: discover p50 {measured['p50_ms']:.2f} ms p99 {measured['p99_ms']:.2f} ms "
+                  f"{measured['requests_per_s']:.0f}/s cpu {measured['cpu_us_per_request']:.1f} µs/req", file=sys.stderr)
+        full = rss_kib(srv.pid)
+        report["register"] = [r for r in rows if r["phase"].startswith("register")]
+        report["discover_by_size"] = [r for r in rows if r["phase"].startswith("discover")]
+        report["memory"] = {"empty_kib": empty, "full_kib": full, "instances": registered,
+                            "bytes_per_instance": (full - empty) * 1024 / max(registered, 1),
+                            "event_history": args.event_history}
+        print(f"  memory: {empty / 1024:.0f} MiB empty, {full / 1024:.0f} MiB with {registered} instances: "
+              f"{report['memory']['bytes_per_instance']:.0f} B per instance", file=sys.stderr)
+
+        # A mass expiry: args.expire instances with a 2 s lease, then a discovery loop across their deadline.
+        doomed = population(args.expire, max(1, args.expire // 10), prefix="doomed", ttl=2.0)
+        asyncio.run(register_many(srv.url, doomed, args.concurrency, f"registering {args.expire} short leases"))
+        before = httpx.get(srv.url + "/health").json()["nodes"]
+        stall = discovery_stall_during_expiry(srv.url, "probe", 4.0)
+        after = httpx.get(srv.url + "/health").json()["nodes"]
+        report["mass_expiry"] = {"expired": before - after, **stall}
+        print(f"  mass expiry: {before - after} instances expired; longest discovery {stall['max_ms']:.1f} ms "
+              f"over {stall['requests']} requests", file=sys.stderr)
+    report["hashing"] = hashing_pick_cost()
+    return report
+
+
+def print_report(report: dict) -> None:
+    print("\n| registry size | discover p50 ms | p99 ms | req/s | server CPU µs/req |")
+    print("|---:|---:|---:|---:|---:|")
+    for r in report["discover_by_size"]:
+        print(f"| {r['instances']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['requests_per_s']:.0f} | "
+              f"{r['cpu_us_per_request']:.1f} |")
+    print("\n| registration phase | registrations/s |")
+    print("|---|---:|")
+    for r in report["register"]:
+        print(f"| {r['phase']} | {r['per_s']:.0f} |")
+    m = report["memory"]
+    print(f"\nmemory: {m['empty_kib'] / 1024:.1f} MiB empty -> {m['full_kib'] / 1024:.1f} MiB with {m['instances']} "
+          f"instances = {m['bytes_per_instance']:.0f} bytes per instance (target <= 2048)")
+    e = report["mass_expiry"]
+    print(f"mass expiry: {e['expired']} instances expired while a discovery loop ran; longest answer "
+          f"{e['max_ms']:.1f} ms over {e['requests']} requests (target <= 50 ms), errors {e['errors']}")
+    print("\n| consistent-hash: service size | pick µs | ring build ms |")
+    print("|---:|---:|---:|")
+    for r in report["hashing"]:
+        print(f"| {r['instances']} | {r['pick_us']:.2f} | {r['ring_build_ms']:.1f} |")
+
+
+def bench_scale_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="maxine bench scale", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--instances", type=int, default=100_000)
+    parser.add_argument("--services", type=int, default=10_000)
+    parser.add_argument("--expire", type=int, default=10_000, help="instances in the mass expiry")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--duration", type=int, default=3, help="seconds of wrk per registry size")
+    parser.add_argument("--event-history", type=int, default=10_000)
+    parser.add_argument("--json", help="write the report here")
+    args = parser.parse_args(argv)
+    args.argv = argv
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: `apt-get install wrk` (Debian package) and run again", file=sys.stderr)
+        return 2
+    report = bench(args)
+    print_report(report)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+    return 0
