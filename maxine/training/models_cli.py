@@ -20,7 +20,7 @@ import time
 TRAINABLE = ("advanced-ml",)
 DEFAULT_SIM_SCENARIOS = ("homogeneous", "speed-spread-10x", "slow-server-middle", "rotating-slow",
                          "speed-spread-multi", "speed-spread-fresh")
-DEFAULT_BEHAVIOURS = ("least-response-time", "p2c-peak-ewma", "c3", "prequal", "least-connections")
+DEFAULT_BEHAVIOURS = ("least-response-time", "p2c-peak-ewma", "c3", "prequal")
 HELD_OUT = ("bursty-mmpp", "overload-0.9", "overload-1.0", "overload-1.1", "fast-failure")
 
 
@@ -50,11 +50,11 @@ def train_main(argv: list[str]) -> int:
     parser.add_argument("--from-sim", action="append", default=[], metavar="SCENARIO",
                         help="record simulator runs of this scenario into --data first (repeatable, or "
                              "comma-separated; 'default' = the tuning scenarios)")
-    parser.add_argument("--sim-seeds", default="10-17", help="tuning seeds for --from-sim (default 10-17; "
+    parser.add_argument("--sim-seeds", default="10-13", help="tuning seeds for --from-sim (default 10-13; "
                         "must be tuning seeds 0-127)")
     parser.add_argument("--sim-behaviours", default=",".join(DEFAULT_BEHAVIOURS),
                         help="strategies whose decisions are recorded (default: %(default)s)")
-    parser.add_argument("--sim-every", type=int, default=8, help="record every N-th decision (default 8)")
+    parser.add_argument("--sim-every", type=int, default=20, help="record every N-th decision (default 20)")
     parser.add_argument("--sim-requests", type=int, default=None, help="override the scenarios' request count")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--hidden", type=int, default=32)
