@@ -48,7 +48,7 @@ class AdvancedML:
 
     def __init__(self, store: ModelStore | None = None, name: str = "advanced-ml", model: str = "advanced-ml",
                  scan_max: int = 16, d: int = 8,
-                 error_penalty: float = 20.0, slow_start_s: float = 30.0, slow_start_min: float = 0.1,
+                 error_penalty: float = 5.0, slow_start_s: float = 30.0, slow_start_min: float = 0.1,
                  slow_start_grace_s: float = 5.0, cap: float = 4.0, share_tau_s: float = 5.0,
                  max_age_s: float | None = None, recheck_s: float = 5.0, refresh_s: float = 0.05,
                  error_tau_s: float = 5.0, idle_s: float = 1.0, idle_tau_s: float = 3.0):
