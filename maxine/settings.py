@@ -48,6 +48,13 @@ class Settings:
     redis_prefix: str = _setting("maxine", "Key prefix in Redis; replicas sharing a registry use the same prefix.")
     mqtt_url: str = _setting("", "Publish change events to this MQTT broker (mqtt://host:port); empty disables.")
     mqtt_topic: str = _setting("maxine/registry/events", "MQTT base topic; events go to <topic>/<event>.")
+    ml: bool = _setting(True, "Run the ML hub's background rounds (learners, forecasts, anomalies, scaling); the ML strategies work either way.", parse=_bool)
+    ml_sample_s: float = _setting(1.0, "Seconds between ML hub rounds.")
+    ml_forecast_s: float = _setting(5.0, "Seconds between statsmodels refits of one series.")
+    ml_max_fits: int = _setting(2, "statsmodels fits per ML round at most (one costs ~10-30 ms of the worker thread).")
+    ml_max_nodes: int = _setting(2000, "Instances the ML hub visits per round at most (services with new reports first, then round-robin).")
+    ml_max_learn: int = _setting(128, "Nodes fed to the river learners per round at most.")
+    ml_max_tracked: int = _setting(4096, "Nodes with per-node model state (drift detector, series) at most; least recently reported are forgotten.")
 
     @classmethod
     def env_name(cls, name: str) -> str:

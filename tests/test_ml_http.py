@@ -119,9 +119,10 @@ class InProcessServer:
         self.thread.join(10)
 
 
-def test_no_model_failure_reaches_discover(monkeypatch):
-    monkeypatch.setenv("MAXINE_ML_SAMPLE_S", "0.05")
-    maxine = Maxine()
+def test_no_model_failure_reaches_discover():
+    from maxine.settings import Settings
+
+    maxine = Maxine(Settings(ml_sample_s=0.05))  # the hub reads maxine.settings (MAXINE_ML_* via Settings.from_env)
     with InProcessServer(maxine) as srv, httpx.Client(base_url=srv.url, timeout=10.0) as c:
         ids = [register(c, "pay", 9100 + i) for i in range(3)]
         for nid in ids:

@@ -46,8 +46,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import deque
+from statistics import NormalDist
 
+from ..telemetry import PEAK_EWMA_DECAY_S
 from .estimates import PeakEwma
 from .pickers import PowerOfTwo
 
@@ -58,47 +59,34 @@ FAILURE_FACTOR = 5.0
 ERROR_PENALTY = 20.0
 LATENCY_CAP_MS = 10_000.0  # NodeState's failure penalty cap
 CACHE_FRESH_S = 30.0  # hub-written values older than this are ignored
+SAMPLE_D = 8  # candidates per pick (a random window of the pool); the whole pool when smaller
 
 HEALTH_KEY = "ml.health"      # (score 0-100, time) written by the hub's cache
 FORECAST_KEY = "ml.forecast"  # (predicted / current latency ratio, time) written by the hub
 
+# 64 equiprobable standard-normal quantiles clipped to ±2: a Thompson draw is one
+# uniform and a table read instead of a Gaussian sample
+Z_TABLE = tuple(max(-2.0, min(2.0, NormalDist().inv_cdf((k + 0.5) / 64.0))) for k in range(64))
+
 
 class NodeModel:
-    """One node's learned latency statistics (per strategy object). O(1) per event."""
+    """One node's learned latency statistics (per strategy object). O(1) per event;
+    what a pick needs is precomputed here (``scale``, ``factor``)."""
 
-    __slots__ = ("n", "mu", "var", "fast", "slow", "t", "last_pick", "share", "share_t")
+    __slots__ = ("n", "mu", "var", "scale", "fast", "slow", "t", "factor", "last_pick", "share", "share_t")
 
     def __init__(self):
         self.n = 0          # samples seen
-        self.mu = 0.0       # EWMA of log latency
+        self.mu = 0.0       # EWMA of log latency (ai-driven)
         self.var = 0.0      # EWMA of (log latency - mu)^2: the posterior's spread
-        self.fast = 0.0     # time-based EWMAs of latency (ms), for the trend
+        self.scale = 0.0    # posterior σ of log latency: sqrt(var / min(n, n_max))
+        self.fast = 0.0     # time-based EWMAs of latency (ms), for the trend (predictive)
         self.slow = 0.0
         self.t = 0.0        # time of the last sample
+        self.factor = 1.0   # predicted / current latency (predictive)
         self.last_pick = None
         self.share = 0.0    # decayed count of this strategy's picks of the node
         self.share_t = 0.0
-
-    def observe(self, latency_ms: float, success: bool, state, now: float, alpha: float,
-                tau_fast: float, tau_slow: float) -> None:
-        if not success:  # a fast failure must not look like a fast node
-            current = math.exp(self.mu) if self.n else latency_ms
-            latency_ms = max(latency_ms, FAILURE_FACTOR * max(current, 1.0))
-        x = min(max(latency_ms, 0.05), LATENCY_CAP_MS)
-        lx = math.log(x)
-        if self.n == 0:
-            self.mu, self.var, self.fast, self.slow = lx, 0.25, x, x
-        else:
-            d = lx - self.mu
-            self.mu += alpha * d
-            self.var += alpha * (d * d - self.var)
-            dt = max(now - self.t, 0.0)
-            wf = max(1.0 - math.exp(-dt / tau_fast), 0.02)
-            ws = max(1.0 - math.exp(-dt / tau_slow), 0.005)
-            self.fast += wf * (x - self.fast)
-            self.slow += ws * (x - self.slow)
-        self.n += 1
-        self.t = now
 
     def trend(self, tau_fast: float, tau_slow: float) -> float:
         """Relative latency trend per second: (fast − slow) / slow / (τ_slow − τ_fast)."""
@@ -107,18 +95,26 @@ class NodeModel:
         return (self.fast - self.slow) / self.slow / (tau_slow - tau_fast)
 
 
+def _penalised(latency_ms: float, success: bool, current: float) -> float:
+    if not success:  # a fast failure must not look like a fast node
+        latency_ms = max(latency_ms, FAILURE_FACTOR * max(current, 1.0))
+    return min(max(latency_ms, 0.05), LATENCY_CAP_MS)
+
+
 class _Learned:
-    """Shared plumbing: per-node models in ``extra``, learning, the fallback."""
+    """Shared plumbing: per-node models in ``extra``, learning, sampling, the fallback."""
 
     name = "learned"
 
-    def __init__(self, name: str, alpha: float = 0.1, tau_fast: float = 1.0, tau_slow: float = 5.0):
+    def __init__(self, name: str, alpha: float = 0.1, tau_fast: float = 1.0, tau_slow: float = 5.0,
+                 d: int = SAMPLE_D):
         self.name = name
         self.key = f"ml.{name}"
         self.alpha = alpha
         self.tau_fast = tau_fast
         self.tau_slow = tau_slow
-        self.peak = PeakEwma()  # the level: NodeState's Peak-EWMA, the service's typical one if unknown
+        self.d = d
+        self.typical: dict[str, float] = {}  # service -> typical Peak-EWMA (for nodes without data)
         self.fallback = PowerOfTwo(PeakEwma(), "p2c-peak-ewma")
         self.fallbacks = 0
         self.last_error: str | None = None
@@ -133,10 +129,34 @@ class _Learned:
 
     def learn_one(self, node, latency_ms: float, success: bool, now: float) -> None:
         try:
-            self.model(node).observe(latency_ms, success, node.state, now, self.alpha,
-                                     self.tau_fast, self.tau_slow)
+            state = node.state
+            extra = state.extra
+            m = extra.get(self.key)
+            if m is None:
+                m = extra[self.key] = NodeModel()
+            self._observe(m, latency_ms, success, now)
+            e = state.ewma_ms
+            if e is not None:
+                service = node.service_name
+                typical = self.typical.get(service)
+                self.typical[service] = e if typical is None else typical + 0.05 * (e - typical)
         except Exception as exc:  # learning must never break a report
             self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+
+    def _observe(self, m: NodeModel, latency_ms: float, success: bool, now: float) -> None:
+        m.n += 1
+        m.t = now
+
+    def window(self, n: int, rand):
+        """The candidates: every index when the pool is small, else ``d`` consecutive
+        indices (mod n) from a random start — one random draw per pick."""
+        d = self.d
+        if n <= d:
+            return range(n)
+        start = int(rand() * n)
+        if start + d <= n:
+            return range(start, start + d)
+        return [(start + k) % n for k in range(d)]
 
     def pick(self, pool, ctx):
         nodes = pool.nodes
@@ -154,7 +174,7 @@ class _Learned:
 
     def status(self) -> dict:
         return {"name": self.name, "kind": "online", "picks": self.picks, "fallbacks": self.fallbacks,
-                "fallbackActive": False, "lastError": self.last_error}
+                "fallbackActive": False, "lastError": self.last_error, "candidatesPerPick": self.d}
 
 
 class AiDriven(_Learned):
@@ -167,10 +187,22 @@ class AiDriven(_Learned):
         self.share_tau_s = share_tau_s
         self.probe_s = probe_s
         self.n_max = n_max
-        self.z_clip = z_clip
-        self._probe_key = ("ai-probe", id(self))
+        self.z_table = tuple(max(-z_clip, min(z_clip, z)) for z in Z_TABLE)
+        self._pool_key = ("ai-driven", id(self))
         self.probes = 0
         self.capped = 0
+
+    def _observe(self, m: NodeModel, latency_ms: float, success: bool, now: float) -> None:
+        lx = math.log(_penalised(latency_ms, success, math.exp(m.mu) if m.n else latency_ms))
+        if m.n == 0:
+            m.mu, m.var = lx, 0.25
+        else:
+            d = lx - m.mu
+            m.mu += self.alpha * d
+            m.var += self.alpha * (d * d - m.var)
+        m.n += 1
+        m.t = now
+        m.scale = math.sqrt(m.var / (m.n if m.n < self.n_max else self.n_max))
 
     def _share(self, m: NodeModel, now: float) -> float:
         dt = now - m.share_t
@@ -183,58 +215,61 @@ class AiDriven(_Learned):
         now = ctx.now
         n = len(nodes)
         key = self.key
-        models = []
-        for node in nodes:
-            extra = node.state.extra
-            m = extra.get(key)
-            if m is None:
-                m = extra[key] = NodeModel()
-            models.append(m)
-        # starvation guard: one node per pick is checked, round-robin, O(1)
         cache = pool.cache
-        i = cache.get(self._probe_key, 0)
-        cache[self._probe_key] = i + 1
-        i %= n
-        m = models[i]
+        ps = cache.get(self._pool_key)
+        if ps is None:
+            ps = cache[self._pool_key] = [0, 0.0, now]  # probe cursor, decayed pick total, its time
+        # starvation guard: one node per pick is checked, round-robin, O(1)
+        i = ps[0] % n
+        ps[0] += 1
+        extra = nodes[i].state.extra
+        m = extra.get(key)
+        if m is None:
+            m = extra[key] = NodeModel()
         if m.last_pick is None:
             m.last_pick = now  # first sight: start its probe clock
         elif now - m.last_pick > self.probe_s and nodes[i].state.error_ewma < 0.5:
             self.probes += 1
-            return self._chosen(nodes[i], m, now)
-        gauss = ctx.rng.gauss
-        zc = self.z_clip
-        n_max = self.n_max
-        latency = self.peak.latency
-        share_of = self._share
-        shares = [share_of(mm, now) for mm in models]
-        total = sum(shares)
+            return self._chosen(nodes[i], m, now, ps)
+        dt = now - ps[2]
+        if dt > 0.0:
+            ps[1] *= math.exp(-dt / self.share_tau_s)
+            ps[2] = now
+        total = ps[1]
         cap = min(0.9, self.share_cap / n) * total if total > 2.0 * n else math.inf
-        best, best_cost = 0, math.inf
-        for k in range(n):
+        rand = ctx.rng.random
+        z_table = self.z_table
+        exp = math.exp
+        typical = self.typical.get(pool.service_name, DEFAULT_MS)
+        best = best_m = None
+        best_cost = math.inf
+        for k in self.window(n, rand):
             node = nodes[k]
-            mm = models[k]
             state = node.state
-            level = latency(node, ctx)
-            if mm.n:
-                z = gauss(0.0, 1.0)
-                z = zc if z > zc else (-zc if z < -zc else z)
-                level *= math.exp(z * math.sqrt(mm.var / (mm.n if mm.n < n_max else n_max)))
+            e = state.ewma_ms
+            level = typical if e is None else (e * exp((state.ewma_time - now) / PEAK_EWMA_DECAY_S) if now > state.ewma_time else e)
+            mm = state.extra.get(key)
+            if mm is not None and mm.n:
+                level *= exp(z_table[int(rand() * 64.0)] * mm.scale)
             cost = level * (state.in_flight(now) + 1.0) * (1.0 + ERROR_PENALTY * state.error_ewma)
-            if shares[k] > cap:
+            if mm is not None and cap != math.inf and self._share(mm, now) > cap:
                 self.capped += 1
                 cost *= 1e6  # flood guard: only if nothing else is left
             if cost < best_cost:
-                best, best_cost = k, cost
-        return self._chosen(nodes[best], models[best], now)
+                best, best_m, best_cost = node, mm, cost
+        if best_m is None:
+            best_m = self.model(best)
+        return self._chosen(best, best_m, now, ps)
 
-    def _chosen(self, node, m: NodeModel, now: float):
+    def _chosen(self, node, m: NodeModel, now: float, ps):
         self._share(m, now)
         m.share += 1.0
         m.last_pick = now
+        ps[1] += 1.0
         return node
 
     def status(self) -> dict:
-        return {**super().status(), "kind": "contextual-bandit (Thompson sampling)",
+        return {**super().status(), "kind": "contextual-bandit (Thompson sampling, sampled candidates)",
                 "probes": self.probes, "capped": self.capped}
 
 
@@ -248,6 +283,22 @@ class Predictive(_Learned):
         self.up_only = up_only
         self.gain = gain
 
+    def _observe(self, m: NodeModel, latency_ms: float, success: bool, now: float) -> None:
+        x = _penalised(latency_ms, success, m.slow if m.n else latency_ms)
+        if m.n == 0:
+            m.fast = m.slow = x
+        else:
+            dt = now - m.t
+            if dt < 0.0:
+                dt = 0.0
+            wf = 1.0 - math.exp(-dt / self.tau_fast)
+            ws = 1.0 - math.exp(-dt / self.tau_slow)
+            m.fast += (wf if wf > 0.02 else 0.02) * (x - m.fast)
+            m.slow += (ws if ws > 0.005 else 0.005) * (x - m.slow)
+        m.n += 1
+        m.t = now
+        m.factor = self.factor(m)
+
     def factor(self, m: NodeModel) -> float:
         """Predicted / current latency ``horizon_s`` ahead, from the node's trend."""
         t = m.trend(self.tau_fast, self.tau_slow)
@@ -259,19 +310,23 @@ class Predictive(_Learned):
     def _pick(self, pool, nodes, ctx):
         now = ctx.now
         key = self.key
-        latency = self.peak.latency
         rand = ctx.rng.random
+        exp = math.exp
+        typical = self.typical.get(pool.service_name, DEFAULT_MS)
         best, best_cost, ties = None, math.inf, 0
-        for node in nodes:
+        for k in self.window(len(nodes), rand):
+            node = nodes[k]
             state = node.state
             extra = state.extra
-            u = latency(node, ctx)
+            e = state.ewma_ms
+            u = typical if e is None else (e * exp((state.ewma_time - now) / PEAK_EWMA_DECAY_S) if now > state.ewma_time else e)
             m = extra.get(key)
             if m is not None and m.n > 1:
-                u *= self.factor(m)
+                u *= m.factor
             cached = extra.get(FORECAST_KEY)
             if cached is not None and now - cached[1] < CACHE_FRESH_S:
-                u *= min(max(cached[0], 0.5), 2.0)
+                r = cached[0]
+                u *= 0.5 if r < 0.5 else (2.0 if r > 2.0 else r)
             cost = u * (state.in_flight(now) + 1.0) * (1.0 + ERROR_PENALTY * state.error_ewma)
             if cost < best_cost:
                 best, best_cost, ties = node, cost, 1
@@ -282,64 +337,42 @@ class Predictive(_Learned):
         return best
 
     def status(self) -> dict:
-        return {**super().status(), "kind": "trend forecast (fast/slow EWMA + cached Holt)"}
+        return {**super().status(), "kind": "trend forecast (fast/slow EWMA + cached Holt), sampled candidates"}
 
 
 class HealthScore(_Learned):
-    """Power of two choices among the best-scored nodes (see module doc)."""
+    """Power of two choices over Peak-EWMA × (in-flight + 1), scaled by health (see module doc)."""
 
-    def __init__(self, name: str = "health-score", keep: float = 0.5, refresh_s: float = 0.25,
-                 min_fraction: float = 0.5, **kw):
+    def __init__(self, name: str = "health-score", **kw):
         super().__init__(name, **kw)
-        self.keep = keep
-        self.min_fraction = min_fraction
-        self.refresh_s = refresh_s
-        self._key = ("health-score", id(self))
+        self.peak = PeakEwma()  # the same level (and typical latency for new nodes) as p2c-peak-ewma
 
     def learn_one(self, node, latency_ms: float, success: bool, now: float) -> None:
         pass  # reads NodeState and the hub's cache only
 
-    def scores(self, pool, now: float) -> tuple[list[float], list[int]]:
-        """(scores, indices of the best-scored nodes), cached per pool for ``refresh_s``."""
-        cached = pool.cache.get(self._key)
-        if cached is not None and 0.0 <= now - cached[0] < self.refresh_s:
-            return cached[1], cached[2]
-        from ..models.health import node_score, service_latency
-
-        nodes = pool.nodes
-        median = service_latency(nodes, now)
-        scores = []
-        for node in nodes:
-            hub = node.state.extra.get(HEALTH_KEY)
-            if hub is not None and now - hub[1] < CACHE_FRESH_S:
-                scores.append(float(hub[0]))
-            else:
-                scores.append(node_score(node, now, median))
-        top = max(scores)
-        best = [k for k, s in enumerate(scores) if s >= self.keep * top]
-        floor = max(2, (len(nodes) * self.min_fraction) // 1)
-        if len(best) < floor:  # never concentrate on a few nodes: that herds
-            best = sorted(range(len(nodes)), key=lambda k: -scores[k])[:int(floor)]
-        pool.cache[self._key] = (now, scores, best)
-        return scores, best
+    def _cost(self, node, ctx) -> float:
+        state = node.state
+        now = ctx.now
+        cost = self.peak.latency(node, ctx) * (state.in_flight(now) + 1.0) * (1.0 + ERROR_PENALTY * state.error_ewma)
+        hub = state.extra.get(HEALTH_KEY)
+        if hub is not None and now - hub[1] < CACHE_FRESH_S:
+            score = float(hub[0])
+            cost *= 100.0 / (score if score > 1.0 else 1.0)
+        return cost
 
     def _pick(self, pool, nodes, ctx):
-        now = ctx.now
-        scores, best = self.scores(pool, now)
+        n = len(nodes)
         rand = ctx.rng.random
-        m = len(best)
-        a = int(rand() * m)
-        b = int(rand() * (m - 1))
-        if b >= a:
-            b += 1
-        i, j = best[a], best[b]
-        return nodes[j] if self._cost(nodes[j], scores[j], ctx) < self._cost(nodes[i], scores[i], ctx) else nodes[i]
-
-    def _cost(self, node, score: float, ctx) -> float:
-        return self.peak.latency(node, ctx) * (node.state.in_flight(ctx.now) + 1.0) / max(score, 1.0)
+        i = int(rand() * n)
+        j = int(rand() * (n - 1))
+        if j >= i:
+            j += 1
+        a, b = nodes[i], nodes[j]
+        return b if self._cost(b, ctx) < self._cost(a, ctx) else a
 
     def status(self) -> dict:
-        return {**super().status(), "kind": "health score (cached) + power of two"}
+        return {**super().status(), "kind": "power of two over Peak-EWMA cost × 100 / health score (cached)",
+                "candidatesPerPick": 2}
 
 
 ML_STRATEGIES = ("health-score", "predictive", "ai-driven")

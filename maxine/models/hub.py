@@ -1,25 +1,36 @@
 """The ML state of one server: online learners, forecasts, the inference cache.
 
-Data flow (nothing here runs per discovery):
+Data flow (nothing here runs per discovery), with a cost per round that is
+bounded by settings and independent of the registry's size:
 
 - **reports** — the hub is an observer in ``maxine.balancers.observers``, so
-  ``/record-response-time`` calls :meth:`MLHub.learn_one`, which only appends
-  (latency, success, time) to a bounded deque in ``NodeState.extra`` (O(1));
-  heartbeats' load reports are already in ``NodeState``;
-- **every ``sample_s``** (background job): :meth:`snapshot` reads every node's
-  telemetry and feature row on the event loop (cheap, O(nodes)); :meth:`compute`
-  then runs in a single worker thread (``run_in_executor``): river learners
-  (latency predictor and Half-Space Trees per service, ADWIN per node), the
-  series, statsmodels forecasts every ``forecast_s`` (at most ``max_fits``
-  series per round), health scores, anomalies and scaling recommendations;
-  :meth:`install` swaps the result into the :class:`~maxine.models.cache.InferenceCache`
-  on the loop. River and statsmodels objects are only ever touched by that thread.
+  ``/record-response-time`` calls :meth:`MLHub.learn_one`: it appends the
+  latency to a short list in ``NodeState.extra`` (at most ``REPORTS_KEPT``
+  between rounds) and, on the first report since the last visit, queues the
+  node as dirty (O(1), ~0.2 µs). Heartbeats' load reports are in ``NodeState``.
+- **every ``ml_sample_s``** (background job): the round picks services to
+  visit — those with dirty nodes first, then round-robin over every service —
+  until ``ml_max_nodes`` instances are covered. :meth:`snapshot` reads those
+  services' nodes on the event loop in chunks (yielding between them); only
+  nodes with telemetry get a feature row. :meth:`compute` runs in one worker
+  thread: ADWIN and series only for nodes with telemetry (at most
+  ``ml_max_tracked``, least recently reported forgotten), ONE Half-Space
+  Trees detector and ONE latency predictor for the whole server (not one
+  per service: a detector is ~320 KB and ~20 ms to build), at most ``ml_max_learn``
+  rows a round, at most ``ml_max_fits`` statsmodels fits a round;
+  :meth:`install` merges the visited services' results into the
+  :class:`~maxine.models.cache.InferenceCache` on the loop. River and
+  statsmodels objects are only ever touched by that thread.
 - **reads** — ``/health-score``, ``/predict-health``, ``/anomalies``,
   ``/scaling/recommendations``, ``/models``, the dashboard and Prometheus read
   the cache; the strategies read ``NodeState.extra``.
 
-Settings (environment): ``MAXINE_ML_SAMPLE_S`` (1.0), ``MAXINE_ML_FORECAST_S``
-(5.0), ``MAXINE_ML_MAX_FITS`` (32), ``MAXINE_ML=off`` disables the job.
+A node with no telemetry costs nothing but its visits (a few µs each, bounded
+per round); a service with nothing to report stores nothing.
+
+Settings (``maxine.settings``): ``ml`` (MAXINE_ML), ``ml_sample_s``,
+``ml_forecast_s``, ``ml_max_fits``, ``ml_max_nodes``, ``ml_max_learn``,
+``ml_max_tracked``.
 """
 
 from __future__ import annotations
@@ -27,13 +38,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 
 from ..registry import REGISTERED
+from ..settings import Settings
 from . import anomalies as rules
 from . import health, scaling
 from .cache import InferenceCache, NodeEntry, Refresh
@@ -44,41 +55,70 @@ from .online import AnomalyDetector, DriftDetector, LatencyPredictor
 log = logging.getLogger("maxine.ml")
 
 REPORTS_KEY = "ml.reports"
-MAX_SERVICES = 1000
+REPORTS_KEPT = 32             # reports kept per node between two visits (the latest are dropped past this)
+PREDICTOR_ROWS_PER_NODE = 3   # latency-predictor rows per node visit
 MAX_EMPTY_SERVICES = 1000
 FORGET_EMPTY_S = 3600.0
+FORGET_NODE_S = 600.0         # per-node model state of a node not reported for this long is dropped
+SNAPSHOT_CHUNK = 256          # nodes read on the loop between two yields
 FORECAST_RATIO_HORIZON_S = 10.0
 DEFAULT_WINDOW_MS = 300_000
 SCALING_HORIZON_S = 300.0
 ML_STRATEGIES = ("ai-driven", "predictive", "health-score")
 
 
-def _env_float(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, default))
-    except ValueError:
-        return default
+class NodeTrack:
+    """Per-node model state, only for nodes with telemetry (worker thread)."""
+
+    __slots__ = ("service", "drift", "drift_at", "lat", "err", "anomaly", "expected", "seen")
+
+    def __init__(self, service: str):
+        self.service = service
+        self.drift = DriftDetector()
+        self.drift_at: float | None = None
+        self.lat = Series()
+        self.err: Series | None = None  # created on the first non-zero error rate
+        self.anomaly: float | None = None
+        self.expected: float | None = None
+        self.seen = 0.0
+
+
+def _median(values):
+    values = sorted(values)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else 0.5 * (values[mid - 1] + values[mid])
+
+
+def _scale_node(n: dict) -> dict:
+    return {"healthy": n["alive"] and n.get("score", 0.0) >= rules.UNHEALTHY_SCORE, "qps": n["qps"], "cpu": n["cpu"],
+            "p50": n["p50"], "latency": n["latency"], "inFlight": n["inFlight"], "error": n["error"]}
 
 
 class MLHub:
     def __init__(self, maxine, sample_s: float | None = None, forecast_s: float | None = None,
-                 max_fits: int | None = None):
+                 max_fits: int | None = None, settings: Settings | None = None):
         self.maxine = maxine
-        self.sample_s = sample_s if sample_s is not None else _env_float("MAXINE_ML_SAMPLE_S", 1.0)
-        self.forecast_s = forecast_s if forecast_s is not None else _env_float("MAXINE_ML_FORECAST_S", 5.0)
+        s = settings or getattr(maxine, "settings", None) or Settings()
+        self.sample_s = float(sample_s if sample_s is not None else s.ml_sample_s)
+        self.max_nodes = max(1, int(s.ml_max_nodes))
+        self.max_learn = max(0, int(s.ml_max_learn))
+        self.max_tracked = max(1, int(s.ml_max_tracked))
         self.cache = InferenceCache()
-        self.forecaster = Forecaster(int(max_fits if max_fits is not None else _env_float("MAXINE_ML_MAX_FITS", 32)))
+        self.forecaster = Forecaster(int(max_fits if max_fits is not None else s.ml_max_fits),
+                                     float(forecast_s if forecast_s is not None else s.ml_forecast_s))
         # thread-confined model state (only compute() touches these)
-        self.predictors: dict[str, LatencyPredictor] = {}
-        self.detectors: dict[str, AnomalyDetector] = {}
-        self.drifts: dict[str, DriftDetector] = {}
-        self.drift_at: dict[str, float] = {}
-        self.lat_series: dict[str, Series] = {}
-        self.err_series: dict[str, Series] = {}
-        self.load_series: dict[str, Series] = {}
-        self.last_dispatches: dict[str, tuple[float, int]] = {}
-        self.last_forecast = -math.inf
+        self.predictor = LatencyPredictor()
+        self.detector = AnomalyDetector()
+        self.tracks: OrderedDict[str, NodeTrack] = OrderedDict()  # least recently reported first
+        self.load_series: OrderedDict[str, Series] = OrderedDict()
+        self.last_dispatches: dict[str, tuple[float, int]] = {}   # service -> (time, Σ dispatches)
         # loop-side state
+        self.dirty: deque = deque()            # nodes with reports since their last visit
+        self.rotation: deque = deque()         # every service, round-robin
+        self.in_rotation: set = set()
+        self.removed: list = []                # node ids removed since the last round (for the worker)
         self.empty_since: dict[str, float] = {}  # services that lost their last instance
         self.lock = threading.Lock()
         self.executor: ThreadPoolExecutor | None = None
@@ -86,164 +126,293 @@ class MLHub:
         self.errors = 0
         self.last_error: str | None = None
         self.last_round_at: float | None = None
+        self.last_visited = 0
         maxine.registry.listeners.append(self.on_change)
         for name in maxine.registry.services:
-            self.empty_since.pop(name, None)
+            self._rotate_in(name)
+
+    # compatibility: the forecast interval lives on the forecaster
+    @property
+    def forecast_s(self) -> float:
+        return self.forecaster.every_s
+
+    @forecast_s.setter
+    def forecast_s(self, value: float) -> None:
+        self.forecaster.every_s = value
 
     # --- feeds (O(1), on the loop) ---------------------------------------------------
     def learn_one(self, node, latency_ms: float, success: bool, now: float) -> None:
-        """Balancers observer: buffer the report for the next round."""
+        """Balancers observer: keep the report for the node's next visit."""
         extra = node.state.extra
         buf = extra.get(REPORTS_KEY)
         if buf is None:
-            buf = extra[REPORTS_KEY] = deque(maxlen=256)
-        buf.append((latency_ms, success, now))
+            extra[REPORTS_KEY] = [latency_ms if success else -1.0 - latency_ms]
+            self.dirty.append(node)
+        elif len(buf) < REPORTS_KEPT:
+            buf.append(latency_ms if success else -1.0 - latency_ms)
+
+    def _rotate_in(self, name: str) -> None:
+        if name not in self.in_rotation:
+            self.in_rotation.add(name)
+            self.rotation.append(name)
 
     def on_change(self, change) -> None:
-        """Registry listener: remember services that lost their last instance (``no_nodes``)."""
+        """Registry listener: keep the rotation, forget removed nodes, remember emptied services."""
         name = change.service_name
         if change.kind == REGISTERED:
             self.empty_since.pop(name, None)
-        elif change.after is None and name not in self.maxine.registry.services:
-            if len(self.empty_since) >= MAX_EMPTY_SERVICES:
-                self.empty_since.pop(next(iter(self.empty_since)))
-            self.empty_since[name] = change.timestamp
+            self._rotate_in(name)
+        elif change.after is None:
+            if change.node_id in self.cache.nodes:
+                self.cache.forget_node(change.node_id)
+                self.removed.append(change.node_id)
+            if name not in self.maxine.registry.services:
+                self.cache.forget_service(name)
+                if len(self.empty_since) >= MAX_EMPTY_SERVICES:
+                    self.empty_since.pop(next(iter(self.empty_since)))
+                self.empty_since[name] = change.timestamp
 
     # --- one round ----------------------------------------------------------------------
-    def snapshot(self, now: float) -> dict:
-        """What the worker needs, read on the loop: {service: [node dicts]}."""
-        services = {}
-        for name, svc in list(self.maxine.registry.services.items())[:MAX_SERVICES]:
+    def _choose(self) -> list:
+        """The services to visit this round: dirty first, then round-robin, ≤ max_nodes instances."""
+        services = self.maxine.registry.services
+        budget = self.max_nodes
+        chosen, out = set(), []
+        dirty = self.dirty
+        while dirty and budget > 0:
+            node = dirty.popleft()
+            name = node.service_name
+            if name in chosen:
+                continue
+            svc = services.get(name)
+            if svc is None or svc.instances.get(node.node_id) is not node:
+                continue
+            chosen.add(name)
+            out.append(svc)
+            budget -= len(svc.instances)
+        rotation = self.rotation
+        if not rotation and services:
+            for name in services:
+                self._rotate_in(name)
+        k = len(rotation)
+        while budget > 0 and k > 0:
+            k -= 1
+            name = rotation.popleft()
+            svc = services.get(name)
+            if svc is None:
+                self.in_rotation.discard(name)
+                continue
+            rotation.append(name)
+            if name in chosen:
+                continue
+            chosen.add(name)
+            out.append(svc)
+            budget -= len(svc.instances)
+        return out
+
+    def _snapshot_steps(self, now: float, out: dict):
+        """Build the snapshot in ``out``; yields every SNAPSHOT_CHUNK nodes (the async caller sleeps(0))."""
+        services = []
+        count = 0
+        for svc in self._choose():
             nodes = []
-            for inst in svc.instances.values():
+            for inst in list(svc.instances.values()):
                 st = inst.state
-                buf = st.extra.get(REPORTS_KEY)
-                reports = list(buf) if buf else []
-                if buf:
-                    buf.clear()
-                try:
-                    row = node_row(st, now)
-                except Exception:
-                    row = None
-                nodes.append({
-                    "id": inst.node_id, "alive": inst.alive(now), "hbAge": now - inst.last_heartbeat,
-                    "ttl": inst.ttl, "latency": st.peak_ewma(now), "error": health.error_rate(st),
-                    "inFlight": st.in_flight(now), "dispatches": st.dispatches, "qps": st.qps, "cpu": st.cpu,
-                    "p50": st.reported_latency_ms, "row": row, "reports": reports,
-                })
-            services[name] = nodes
+                alive = inst.alive(now)
+                n = {"id": inst.node_id, "alive": alive, "hbAge": now - inst.last_heartbeat, "ttl": inst.ttl,
+                     "dispatches": st.dispatches, "qps": st.qps, "cpu": st.cpu, "p50": st.reported_latency_ms,
+                     "error": health.error_rate(st), "latency": st.peak_ewma(now), "row": None, "reports": None,
+                     "inFlight": st.in_flight(now)}
+                reports = st.extra.pop(REPORTS_KEY, None)
+                if reports is not None or st.results or st.report_time is not None or st.ewma_ms is not None:
+                    n["reports"] = reports or ()
+                    try:
+                        n["row"] = node_row(st, now)
+                    except Exception:
+                        n["row"] = None
+                    n["tracked"] = True
+                nodes.append(n)
+                count += 1
+                if count % SNAPSHOT_CHUNK == 0:
+                    yield
+            services.append((svc.name, nodes))
         for name, since in list(self.empty_since.items()):
             if now - since > FORGET_EMPTY_S:
                 del self.empty_since[name]
-        return {"now": now, "services": services, "empty": dict(self.empty_since)}
+        removed, self.removed = self.removed, []
+        out.update({"now": now, "services": services, "empty": dict(self.empty_since), "removed": removed})
+
+    def snapshot(self, now: float) -> dict:
+        """What the worker needs, read on the loop (bounded by ``ml_max_nodes``)."""
+        out: dict = {}
+        for _ in self._snapshot_steps(now, out):
+            pass
+        return out
+
+    async def snapshot_async(self, now: float) -> dict:
+        out: dict = {}
+        for _ in self._snapshot_steps(now, out):
+            await asyncio.sleep(0)
+        return out
 
     def compute(self, snap: dict) -> Refresh:
         """Learn, forecast, score; in the worker thread (or the caller's, in tests)."""
         with self.lock:
             return self._compute(snap)
 
+    def _track(self, nid: str, service: str, now: float) -> NodeTrack:
+        tracks = self.tracks
+        tr = tracks.get(nid)
+        if tr is None:
+            tr = tracks[nid] = NodeTrack(service)
+        else:
+            tracks.move_to_end(nid)
+        tr.seen = now
+        return tr
+
+    def _forget(self, nid: str, out: Refresh) -> None:
+        if self.tracks.pop(nid, None) is not None:
+            for key in ((nid, "latency"), (nid, "error")):
+                if self.forecaster.discard(key):
+                    out.dropped_forecasts.append(key)
+
+    def _series_of(self, key):
+        name, kind = key
+        if kind == "load":
+            s = self.load_series.get(name)
+        else:
+            tr = self.tracks.get(name)
+            s = None if tr is None else (tr.lat if kind == "latency" else tr.err)
+        if s is None or len(s) < 2:
+            return None
+        return s.t, s.v
+
     def _compute(self, snap: dict) -> Refresh:
         started = time.perf_counter()
         now = snap["now"]
         out = Refresh(at=now)
-        seen_nodes = set()
-        for service, nodes in snap["services"].items():
-            predictor = self.predictors.get(service)
-            if predictor is None:
-                predictor = self.predictors[service] = LatencyPredictor()
-            detector = self.detectors.get(service)
-            if detector is None:
-                detector = self.detectors[service] = AnomalyDetector()
-            total_qps, dispatched = 0.0, 0.0
+        for nid in snap.get("removed", ()):
+            self._forget(nid, out)
+        learn_left = self.max_learn
+        detector, predictor = self.detector, self.predictor
+        forecaster = self.forecaster
+        for service, nodes in snap["services"]:
+            # --- per-node models, only for nodes with telemetry
+            tracked = []
             for n in nodes:
-                nid = n["id"]
-                seen_nodes.add(nid)
-                dd = self.drifts.get(nid)
-                if dd is None:
-                    dd = self.drifts[nid] = DriftDetector()
-                row = n["row"]
-                for latency, success, t in n["reports"]:
-                    if dd.learn_one(latency if success else max(latency, 5.0 * (n["latency"] or latency))):
-                        self.drift_at[nid] = t
-                    if row is not None and success:
-                        predictor.learn_one(row, latency)
-                n["anomaly"] = None
-                n["expected"] = None
-                if row is not None and n["alive"]:
-                    n["anomaly"] = detector.score_one(row)
-                    detector.learn_one(row)
-                    n["expected"] = predictor.predict_one(row)
+                if n["row"] is None:
+                    continue
+                tr = self._track(n["id"], service, now)
+                n["track"] = tr
+                tracked.append(n)
+                dd = tr.drift
+                fallback = 5.0 * (n["latency"] or 1.0)
+                for x in n["reports"]:
+                    lat = x if x >= 0.0 else max(-1.0 - x, fallback)
+                    if dd.learn_one(lat):
+                        tr.drift_at = now
                 if n["latency"] is not None:
-                    s = self.lat_series.get(nid)
-                    if s is None:
-                        s = self.lat_series[nid] = Series()
-                    s.add(now, n["latency"])
-                e = self.err_series.get(nid)
-                if e is None:
-                    e = self.err_series[nid] = Series()
-                e.add(now, n["error"])
-                total_qps += n["qps"] or 0.0
-                prev = self.last_dispatches.get(nid)
-                if prev is not None and now > prev[0]:
-                    dispatched += max(0, n["dispatches"] - prev[1]) / (now - prev[0])
-                self.last_dispatches[nid] = (now, n["dispatches"])
+                    if len(tr.lat) == 0:
+                        forecaster.add((n["id"], "latency"))
+                    tr.lat.add(now, n["latency"])
+                if tr.err is None and n["error"] > 0.0:
+                    tr.err = Series()
+                    forecaster.add((n["id"], "error"))
+                if tr.err is not None:
+                    tr.err.add(now, n["error"])
+            # --- river: one detector and one predictor for the server, bounded rows per round
+            if tracked and learn_left > 0:
+                batch = tracked[:learn_left]
+                learn_left -= len(batch)
+                for n in batch:
+                    tr = n["track"]
+                    row = n["row"]
+                    if n["alive"]:
+                        tr.anomaly = detector.score_one(row)
+                        detector.learn_one(row)
+                    good = [x for x in n["reports"] if x >= 0.0]
+                    for latency in good[-PREDICTOR_ROWS_PER_NODE:]:
+                        predictor.learn_one(row, latency)
+                    tr.expected = predictor.predict_one(row)
+            # --- service load (only services with any)
+            total_qps = sum(n["qps"] or 0.0 for n in nodes)
+            total_disp = sum(n["dispatches"] for n in nodes)
+            dispatched = 0.0
+            prev = self.last_dispatches.get(service)
+            if prev is not None and now > prev[0]:
+                dispatched = max(0, total_disp - prev[1]) / (now - prev[0])
+            if total_disp:
+                self.last_dispatches[service] = (now, total_disp)
+            load_now = max(total_qps, dispatched)
             ls = self.load_series.get(service)
-            if ls is None:
+            if ls is None and (load_now > 0.0 or total_disp):
                 ls = self.load_series[service] = Series()
-            ls.add(now, max(total_qps, dispatched))
-        # forget what is gone
-        for table in (self.drifts, self.drift_at, self.lat_series, self.err_series, self.last_dispatches):
-            for nid in [k for k in table if k not in seen_nodes]:
-                del table[nid]
-        for table in (self.predictors, self.detectors, self.load_series):
-            for name in [k for k in table if k not in snap["services"]]:
-                del table[name]
-        # forecasts (statsmodels), bounded per round
-        if now - self.last_forecast >= self.forecast_s:
-            self.last_forecast = now
-            series = {}
-            for nid, s in self.lat_series.items():
-                series[(nid, "latency")] = (list(s.t), list(s.v))
-            for nid, s in self.err_series.items():
-                series[(nid, "error")] = (list(s.t), list(s.v))
-            for name, s in self.load_series.items():
-                series[(name, "load")] = (list(s.t), list(s.v))
-            self.forecaster.round(series, now)
-        forecasts = self.forecaster.forecasts
-        out.forecasts = dict(forecasts)
-        # scores, anomalies, scaling
-        for service, nodes in snap["services"].items():
-            lats = sorted(n["latency"] for n in nodes if n["alive"] and n["latency"] is not None)
-            median = None
-            if lats:
-                mid = len(lats) // 2
-                median = lats[mid] if len(lats) % 2 else 0.5 * (lats[mid - 1] + lats[mid])
-            out.medians[service] = median
+                forecaster.add((service, "load"))
+            if ls is not None:
+                self.load_series.move_to_end(service)
+                ls.add(now, load_now)
+        # --- forget: nodes not reported for long, beyond the cap; idle load series
+        tracks = self.tracks
+        while tracks:
+            nid, tr = next(iter(tracks.items()))
+            if len(tracks) > self.max_tracked or now - tr.seen > FORGET_NODE_S:
+                self._forget(nid, out)
+            else:
+                break
+        while len(self.load_series) > self.max_tracked:
+            name = next(iter(self.load_series))
+            del self.load_series[name]
+            self.last_dispatches.pop(name, None)
+            if forecaster.discard((name, "load")):
+                out.dropped_forecasts.append((name, "load"))
+        if len(self.last_dispatches) > 4 * self.max_tracked:
+            for name in list(self.last_dispatches)[: len(self.last_dispatches) - 4 * self.max_tracked]:
+                del self.last_dispatches[name]
+        # --- forecasts (statsmodels): at most max_fits a round
+        out.forecasts = forecaster.round(self._series_of, now)
+        forecasts = forecaster.forecasts
+        # --- scores, anomalies, scaling for the visited services
+        for service, nodes in snap["services"]:
+            out.visited.append(service)
+            median = _median([n["latency"] for n in nodes if n["alive"] and n["latency"] is not None])
+            if median is not None:
+                out.medians[service] = median
             views = []
+            has_data = False
             for n in nodes:
                 nid = n["id"]
-                drift_at = self.drift_at.get(nid)
-                drifting = drift_at is not None and now - drift_at <= rules.DRIFT_HOLD_S
-                anomaly = n["anomaly"]
-                over = 0.0 if anomaly is None else max(0.0, (anomaly - rules.ANOMALY_THRESHOLD) / (1 - rules.ANOMALY_THRESHOLD))
+                tr = n.get("track")
                 staleness = n["hbAge"] / n["ttl"] if n["ttl"] > 0 else 0.0
+                if tr is None:
+                    score = health.score(n["error"], n["latency"], median, 0.0, False, staleness, n["alive"])
+                    n["score"] = score
+                    views.append(rules.NodeView(nid, n["alive"], n["hbAge"], n["ttl"], n["latency"], n["error"],
+                                                score))
+                    continue
+                has_data = True
+                drift_at = tr.drift_at
+                drifting = drift_at is not None and now - drift_at <= rules.DRIFT_HOLD_S
+                anomaly = tr.anomaly
+                over = 0.0 if anomaly is None else max(0.0, (anomaly - rules.ANOMALY_THRESHOLD) / (1 - rules.ANOMALY_THRESHOLD))
                 score = health.score(n["error"], n["latency"], median, over, drifting, staleness, n["alive"])
+                n["score"] = score
                 fc = forecasts.get((nid, "latency"))
-                ratio = None
-                f60 = None
+                ratio = f60 = None
                 if fc is not None and n["latency"]:
                     ratio = max(fc.at(FORECAST_RATIO_HORIZON_S), 0.0) / n["latency"]
                     f60 = max(fc.at(rules.TREND_HORIZON_S), 0.0)
                 out.nodes[nid] = NodeEntry(service, score, n["latency"], n["error"], anomaly, drift_at,
-                                           n["expected"], ratio, staleness)
-                hist = self.lat_series.get(nid)
-                dd = self.drifts.get(nid)
+                                           tr.expected, ratio, staleness)
                 views.append(rules.NodeView(
                     nid, n["alive"], n["hbAge"], n["ttl"], n["latency"], n["error"], score, anomaly, drift_at,
-                    dd.last_change if dd is not None else None, list(hist.v) if hist is not None else [], f60))
-            out.anomalies.extend(rules.detect_service(service, views, now))
+                    tr.drift.last_change, tr.lat.v if len(tr.lat) else [], f60))
+            found = rules.detect_service(service, views, now)
+            if found:
+                out.anomalies[service] = rules.sort_by_severity(found)
             load = self.load_series.get(service)
-            load_now = load.v[-1] if load is not None and len(load) else None
+            if not has_data and load is None:
+                continue  # nothing learned about this service: /scaling computes its answer on demand
+            load_now = load.last() if load is not None else None
             lfc = forecasts.get((service, "load"))
             load_forecast = load_now
             confidence = 0.3
@@ -252,15 +421,9 @@ class MLHub:
                 if lfc.slope > 0:
                     load_forecast = max(load_forecast, load_now)
                 confidence = max(0.3, lfc.confidence())
-            scale_nodes = [{"healthy": n["alive"] and out.nodes[n["id"]].score >= rules.UNHEALTHY_SCORE,
-                            "qps": n["qps"], "cpu": n["cpu"], "p50": n["p50"], "latency": n["latency"],
-                            "inFlight": n["inFlight"], "error": n["error"]} for n in nodes]
-            out.scaling[service] = scaling.recommend(service, scale_nodes, load_now, load_forecast, confidence,
-                                                     SCALING_HORIZON_S)
-        for service, since in snap["empty"].items():
-            if service not in snap["services"]:
-                out.anomalies.append(rules.no_nodes(service, now - since))
-        out.anomalies = rules.sort_by_severity(out.anomalies)
+            out.scaling[service] = scaling.recommend(service, [_scale_node(n) for n in nodes], load_now,
+                                                     load_forecast, confidence, SCALING_HORIZON_S)
+        out.empty = [rules.no_nodes(service, now - since) for service, since in snap["empty"].items()]
         out.compute_s = time.perf_counter() - started
         return out
 
@@ -268,6 +431,7 @@ class MLHub:
         self.cache.install(refresh, self.maxine.registry)
         self.rounds += 1
         self.last_round_at = refresh.at
+        self.last_visited = len(refresh.visited)
         self._publish_fallbacks()
 
     def refresh(self, now: float | None = None) -> Refresh:
@@ -285,7 +449,7 @@ class MLHub:
             while True:
                 await asyncio.sleep(self.sample_s)
                 try:
-                    snap = self.snapshot(self.maxine.clock())
+                    snap = await self.snapshot_async(self.maxine.clock())
                     refresh = await loop.run_in_executor(self.executor, self.compute, snap)
                     self.install(refresh)
                 except asyncio.CancelledError:
@@ -325,7 +489,7 @@ class MLHub:
         if not live:
             return None
         now = self.maxine.clock()
-        median = health.service_latency(live, now)
+        median = self.cache.medians.get(service) or health.service_latency(live, now)
         out = {}
         for inst in sorted(live, key=lambda i: i.node_id):
             entry = self.cache.node(inst.node_id)
@@ -338,9 +502,8 @@ class MLHub:
             return 404, {"error": f"Unknown service: {service[:200]}"}
         now = self.maxine.clock()
         window_s = window_ms / 1000.0
-        cur = self.cache.current
-        forecasts = cur.forecasts if cur is not None else {}
-        median = (cur.medians.get(service) if cur is not None else None) or health.service_latency(live, now)
+        forecasts = self.cache.forecasts
+        median = self.cache.medians.get(service) or health.service_latency(live, now)
         preds = {}
         for inst in sorted(live, key=lambda i: i.node_id):
             nid = inst.node_id
@@ -372,19 +535,26 @@ class MLHub:
                      "trendUnit": "ms per second"}
 
     def anomalies(self, service: str | None = None):
-        cur = self.cache.current
-        items = list(cur.anomalies) if cur is not None else []
+        cache = self.cache
         if service is not None:
-            items = [a for a in items if a.get("serviceName") == service]
-        return 200, {"anomalies": items, "updatedAt": None if cur is None else cur.at * 1000.0}
+            items = list(cache.anomalies.get(service, ()))
+            items.extend(a for a in cache.empty if a.get("serviceName") == service)
+        else:
+            items = cache.all_anomalies()
+        return 200, {"anomalies": rules.sort_by_severity(items),
+                     "updatedAt": None if cache.at is None else cache.at * 1000.0}
 
     def scaling(self, service: str):
-        cur = self.cache.current
-        recs = cur.scaling.get(service) if cur is not None else None
+        recs = self.cache.scaling.get(service)
         if recs is None:
-            if not self.maxine.registry.live_instances(service) and service not in self.empty_since:
+            live = self.maxine.registry.live_instances(service)
+            if not live and service not in self.empty_since:
                 return 404, {"error": f"Unknown service: {service[:200]}"}
-            recs = scaling.recommend(service, [], None, None, 0.0, SCALING_HORIZON_S)
+            now = self.maxine.clock()
+            nodes = [{"healthy": True, "qps": i.state.qps, "cpu": i.state.cpu, "p50": i.state.reported_latency_ms,
+                      "latency": i.state.peak_ewma(now), "inFlight": i.state.in_flight(now),
+                      "error": health.error_rate(i.state)} for i in live[:10_000]]
+            recs = scaling.recommend(service, nodes, None, None, 0.0, SCALING_HORIZON_S)
             if service in self.empty_since:
                 recs = [{**recs[0], "action": "scale_up", "reason": "No registered instances",
                          "confidence": 0.9, "recommendedInstances": 1}]
@@ -395,22 +565,27 @@ class MLHub:
         now = self.maxine.clock()
         cache_age = self.cache.age(now)
         fresh = None if self.last_round_at is None else max(0.0, now - self.last_round_at)
-        rows_p = sum(p.n for p in list(self.predictors.values()))
-        rows_d = sum(d.n for d in list(self.detectors.values()))
         common = {"version": f"features-v{FEATURE_VERSION}", "trainedAt": self.last_round_at,
                   "freshnessSeconds": fresh, "cacheAgeSeconds": cache_age}
+        tracks = list(self.tracks.values())
         out = [
-            {"name": "latency-predictor", "kind": LatencyPredictor.kind, **common, "trainingRows": rows_p,
-             "services": len(self.predictors), "lastError": self.last_error},
-            {"name": "anomaly-detector", "kind": AnomalyDetector.kind, **common, "trainingRows": rows_d,
-             "services": len(self.detectors), "lastError": self.last_error},
-            {"name": "drift-detector", "kind": DriftDetector.kind, **common,
-             "trainingRows": sum(d.n for d in list(self.drifts.values())), "nodes": len(self.drifts),
-             "detections": sum(d.detections for d in list(self.drifts.values())), "lastError": None},
+            {"name": "latency-predictor", "kind": LatencyPredictor.kind + ", one per server", **common,
+             "trainingRows": self.predictor.n, "maeLog": None if self.predictor.mae is None else round(self.predictor.mae, 4),
+             "lastError": self.last_error or self.predictor.last_error},
+            {"name": "anomaly-detector", "kind": AnomalyDetector.kind + ", one per server",
+             **common, "trainingRows": self.detector.n, "warm": self.detector.n >= self.detector.warmup,
+             "lastError": self.last_error or self.detector.last_error},
+            {"name": "drift-detector", "kind": DriftDetector.kind + ", nodes with telemetry", **common,
+             "trainingRows": sum(t.drift.n for t in tracks), "nodes": len(tracks),
+             "detections": sum(t.drift.detections for t in tracks), "lastError": None},
             {"name": "forecaster", "kind": "statsmodels Holt (damped), per node latency/error and service load",
              **common, "trainingRows": len(self.forecaster.forecasts), "fits": self.forecaster.fits,
+             "series": len(self.forecaster.keys), "maxFitsPerRound": self.forecaster.max_fits,
              "lastRoundMs": round(self.forecaster.last_round_s * 1000.0, 3), "lastError": self.forecaster.last_error},
         ]
+        cur = self.cache.current
+        out[0]["lastRoundComputeMs"] = None if cur is None else round(cur.compute_s * 1000.0, 3)
+        out[0]["servicesVisitedLastRound"] = self.last_visited
         for s in self._strategies():
             try:
                 st = dict(s.status())
@@ -430,7 +605,8 @@ def install(maxine) -> MLHub:
         return hub
     hub = maxine.ml = MLHub(maxine)
     maxine.balancers.observers.append(hub)
-    if os.environ.get("MAXINE_ML", "on").lower() not in ("off", "0", "false"):
+    settings = getattr(maxine, "settings", None)
+    if settings is None or getattr(settings, "ml", True):
         maxine.background.append(hub.run)
     # the hooks observability and the dashboard read with getattr
     for name, fn in (("predict_health", hub.predict_health), ("anomalies", hub.anomalies),
