@@ -1,11 +1,36 @@
-"""The ``maxine`` command: ``serve``, ``bench ...`` and the training tools."""
+"""The ``maxine`` command: ``serve``, ``bench ...``, ``train``, ``models`` and ``settings``."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from .settings import Settings
+
+# Subcommands that parse their own arguments: name -> {subname: (module, function)} or (module, function).
+DELEGATED = {
+    "bench": {
+        "lb": ("maxine.training.lab_cli", "bench_lb_main"),
+        "live": ("maxine.training.lab_cli", "bench_live_main"),
+        "http": ("maxine.bench.http", "bench_http_main"),
+        "scale": ("maxine.bench.scale", "bench_scale_main"),
+        "events": ("maxine.bench.events", "bench_events_main"),
+    },
+    "train": ("maxine.training.models_cli", "train_main"),
+    "models": ("maxine.training.models_cli", "models_main"),
+}
+
+
+def _delegate(command: str, argv: list[str]) -> int:
+    target = DELEGATED[command]
+    if isinstance(target, dict):
+        if not argv or argv[0] not in target:
+            print(f"usage: maxine {command} {{{','.join(target)}}} [options]  (each has --help)", file=sys.stderr)
+            return 2
+        target, argv = target[argv[0]], argv[1:]
+    module_name, function = target
+    return getattr(importlib.import_module(module_name), function)(argv)
 
 
 def serve(settings: Settings) -> int:
@@ -16,32 +41,17 @@ def serve(settings: Settings) -> int:
     return 0
 
 
-def _bench(argv: list[str]) -> int:
-    commands = {
-        "lb": ("maxine.training.lab_cli", "bench_lb_main"),
-        "live": ("maxine.training.lab_cli", "bench_live_main"),
-        "http": ("maxine.bench.http", "bench_http_main"),
-        "events": ("maxine.bench.events", "bench_events_main"),
-        "scale": ("maxine.bench.scale", "bench_scale_main"),
-    }
-    if not argv or argv[0] not in commands:
-        print(f"usage: maxine bench {{{','.join(commands)}}} [options]", file=sys.stderr)
-        return 2
-    module_name, function = commands[argv[0]]
-    import importlib
-
-    return getattr(importlib.import_module(module_name), function)(argv[1:])
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "bench":
-        return _bench(argv[1:])
+    if argv and argv[0] in DELEGATED:
+        return _delegate(argv[0], argv[1:])
     parser = argparse.ArgumentParser(prog="maxine", description="Maxine service registry")
     commands = parser.add_subparsers(dest="command", required=True)
     serve_parser = commands.add_parser("serve", help="run the registry server")
     Settings.add_arguments(serve_parser)
-    commands.add_parser("bench", help="benchmarks: maxine bench {lb,live} --help")
+    commands.add_parser("bench", help="benchmarks: maxine bench {lb,live,http,scale,events} --help")
+    commands.add_parser("train", help="train a model: maxine train advanced-ml --help")
+    commands.add_parser("models", help="model artifacts: maxine models {list,show,promote,eval} --help")
     commands.add_parser("settings", help="print the settings table (markdown)")
     args = parser.parse_args(argv)
     if args.command == "serve":
