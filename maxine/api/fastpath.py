@@ -15,6 +15,7 @@ from time import perf_counter
 
 from .asgi import BadJson, BodyTooLarge, read_json, send_json
 from .operations import Maxine
+from .routes import body_operations
 
 log = logging.getLogger("maxine.api")
 
@@ -28,14 +29,7 @@ class FastPath:
         self.maxine = maxine
         self.app = app
         self.limit = maxine.settings.max_body_bytes
-        body_ops = {
-            ("POST", "/heartbeat"): maxine.heartbeat,
-            ("POST", "/record-response-time"): maxine.record_response_time,
-            ("POST", "/register"): maxine.register,
-            ("DELETE", "/deregister"): maxine.deregister,
-            ("POST", "/record-call"): maxine.record_call,
-        }
-        self.body_ops = body_ops if enabled else {}
+        self.body_ops = body_operations(maxine) if enabled else {}
         self.discover_enabled = enabled
 
     async def __call__(self, scope, receive, send):

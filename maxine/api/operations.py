@@ -164,19 +164,26 @@ class Maxine:
             return 503, {"error": store.unavailable_message(), "retryable": True}
         return None
 
-    def register(self, body) -> tuple[int, dict]:
+    def _write(self, apply) -> tuple[int, dict]:
+        """Run a registry write unless the shared store refuses writes (503)."""
         blocked = self.write_blocked()
         if blocked is not None:
             return blocked
-        try:
-            fields = validation.register(body)
-        except Invalid as exc:
-            return invalid(exc)
-        inst = self.registry.register(fields["service_name"], fields["host"], fields["port"],
-                                      fields["metadata"], fields["ttl"])
-        if self.store is not None and not self.store.writable:  # Redis failed during this write
-            return 503, {"error": self.store.unavailable_message(), "retryable": True}
-        return 200, {"nodeId": inst.node_id, "status": "registered", "ttl": inst.ttl}
+        result = apply()
+        if result[0] == 200 and self.store is not None and not self.store.writable:
+            return 503, {"error": self.store.unavailable_message(), "retryable": True}  # failed during this write
+        return result
+
+    def register(self, body) -> tuple[int, dict]:
+        def apply():
+            try:
+                fields = validation.register(body)
+            except Invalid as exc:
+                return invalid(exc)
+            inst = self.registry.register(fields["service_name"], fields["host"], fields["port"],
+                                          fields["metadata"], fields["ttl"])
+            return 200, {"nodeId": inst.node_id, "status": "registered", "ttl": inst.ttl}
+        return self._write(apply)
 
     def heartbeat(self, body) -> tuple[int, dict]:
         try:
@@ -188,17 +195,13 @@ class Maxine:
         return 200, {"success": True}
 
     def deregister(self, body) -> tuple[int, dict]:
-        blocked = self.write_blocked()
-        if blocked is not None:
-            return blocked
-        try:
-            node_id = validation.deregister(body)
-        except Invalid as exc:
-            return invalid(exc)
-        removed = self.registry.deregister(node_id)
-        if self.store is not None and not self.store.writable:  # Redis failed during this write
-            return 503, {"error": self.store.unavailable_message(), "retryable": True}
-        return 200, {"success": True, "removed": removed}
+        def apply():
+            try:
+                node_id = validation.deregister(body)
+            except Invalid as exc:
+                return invalid(exc)
+            return 200, {"success": True, "removed": self.registry.deregister(node_id)}
+        return self._write(apply)
 
     def record_response_time(self, body) -> tuple[int, dict]:
         try:

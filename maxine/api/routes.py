@@ -51,6 +51,31 @@ CALL_BODY = body_schema(["callerService", "calledService"],
                         {"callerService": "web", "calledService": "orders"})
 
 
+# The JSON-body writes: served by the fast path (see body_operations) and
+# documented here. (method, path, Maxine method, request body, tag, summary)
+BODY_ROUTES = [
+    ("POST", "/register", "register", REGISTER_BODY, "registry",
+     "Register an instance, or refresh its lease and replace its metadata"),
+    ("POST", "/heartbeat", "heartbeat", HEARTBEAT_BODY, "registry", "Renew a lease, optionally with a load report"),
+    ("DELETE", "/deregister", "deregister", DEREGISTER_BODY, "registry", "Remove an instance (idempotent, terminal)"),
+    ("POST", "/record-response-time", "record_response_time", RESPONSE_TIME_BODY, "telemetry",
+     "Report how a call to an instance went"),
+    ("POST", "/record-call", "record_call", CALL_BODY, "telemetry",
+     "Record a caller → called edge of the dependency graph"),
+]
+
+
+def body_operations(maxine: Maxine) -> dict:
+    """{(method, path): operation} for the fast path."""
+    return {(method, path): getattr(maxine, operation) for method, path, operation, *_ in BODY_ROUTES}
+
+
+def _body_endpoint(with_body, operation):
+    async def endpoint(request: Request):
+        return await with_body(request, operation)
+    return endpoint
+
+
 def core_routes(maxine: Maxine) -> APIRouter:
     router = APIRouter()
     limit = maxine.settings.max_body_bytes
@@ -64,20 +89,9 @@ def core_routes(maxine: Maxine) -> APIRouter:
             return json_response(400, {"error": "Invalid JSON"})
         return json_response(*operation(body))
 
-    @router.post("/register", openapi_extra=REGISTER_BODY, tags=["registry"],
-                 summary="Register an instance, or refresh its lease and replace its metadata")
-    async def register(request: Request):
-        return await with_body(request, maxine.register)
-
-    @router.post("/heartbeat", openapi_extra=HEARTBEAT_BODY, tags=["registry"],
-                 summary="Renew a lease, optionally with a load report (fast path)")
-    async def heartbeat(request: Request):
-        return await with_body(request, maxine.heartbeat)
-
-    @router.delete("/deregister", openapi_extra=DEREGISTER_BODY, tags=["registry"],
-                   summary="Remove an instance (idempotent, terminal)")
-    async def deregister(request: Request):
-        return await with_body(request, maxine.deregister)
+    for method, path, operation, body, tag, summary in BODY_ROUTES:
+        router.add_api_route(path, _body_endpoint(with_body, getattr(maxine, operation)), methods=[method],
+                             name=operation, openapi_extra=body, tags=[tag], summary=summary)
 
     @router.get("/discover", tags=["discovery"], summary="Pick an instance (fast path)")
     async def discover(request: Request,
@@ -89,16 +103,6 @@ def core_routes(maxine: Maxine) -> APIRouter:
                        lat: str | None = Query(None), lon: str | None = Query(None),
                        zone: str | None = Query(None), region: str | None = Query(None)):
         return json_response(*maxine.discover(request.scope["query_string"], request.scope))
-
-    @router.post("/record-response-time", openapi_extra=RESPONSE_TIME_BODY, tags=["telemetry"],
-                 summary="Report how a call to an instance went (fast path)")
-    async def record_response_time(request: Request):
-        return await with_body(request, maxine.record_response_time)
-
-    @router.post("/record-call", openapi_extra=CALL_BODY, tags=["telemetry"],
-                 summary="Record a caller → called edge of the dependency graph")
-    async def record_call(request: Request):
-        return await with_body(request, maxine.record_call)
 
     @router.get("/servers", tags=["registry"], summary="Names of services with live instances")
     async def servers():
