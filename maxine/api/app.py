@@ -44,8 +44,10 @@ def create_app(settings: Settings | None = None, maxine: Maxine | None = None) -
     settings = settings or (maxine.settings if maxine else Settings())
     maxine = maxine or Maxine(settings)
     install_durability(maxine)  # events, persistence, sweeper with self-preservation, MQTT
+    from ..telemetry_recorder import install as install_telemetry_log; install_telemetry_log(maxine)  # noqa: E702  opt-in telemetry log
     from ..models.hub import install as install_ml; install_ml(maxine)  # noqa: E702  learners, forecasts, inference cache
     from ..balancers.learned import watch_models; maxine.background.append(watch_models)  # noqa: E702  advanced-ml hot reload
+    from ..balancers.learned import refresh_learned; maxine.background.append(refresh_learned)  # noqa: E702  advanced-ml cache refresh off /discover
     if maxine.sweeper is None and sweep_leases not in maxine.background:
         maxine.background.insert(0, sweep_leases)
 

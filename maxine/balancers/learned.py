@@ -51,7 +51,7 @@ class AdvancedML:
                  error_penalty: float = 5.0, slow_start_s: float = 30.0, slow_start_min: float = 0.1,
                  slow_start_grace_s: float = 5.0, cap: float = 4.0, share_tau_s: float = 5.0,
                  max_age_s: float | None = None, recheck_s: float = 5.0, refresh_s: float = 0.05,
-                 error_tau_s: float = 5.0, idle_s: float = 1.0, idle_tau_s: float = 3.0):
+                 error_tau_s: float = 5.0, idle_s: float = 1.0, idle_tau_s: float = 3.0, drain_max: int = 64):
         self.name = name
         self.model = model
         self.store = store
@@ -79,6 +79,12 @@ class AdvancedML:
         self.fallback_reason: str | None = None
         self._key = ("aml", id(self))
         self._checked = -math.inf
+        # nodes whose cached prediction is out of date, refreshed off the pick
+        # path: by learn_one (a client report), refresh_pending (the server's
+        # background job) — never by pick, which reads the stale value meanwhile
+        self._pending: dict[int, object] = {}
+        self.drain_max = drain_max
+        self.cold_refreshes = 0
 
     # --- the model -----------------------------------------------------------
     def _store(self) -> ModelStore:
@@ -130,40 +136,82 @@ class AdvancedML:
     # --- the inference cache ------------------------------------------------------
     # Per node, in state.extra[CACHE_KEY]: [results, report_time, computed_at,
     # predicted ms, queue estimate then, dispatched_since then, share]. The model
-    # runs when the node's telemetry changes (a client report: learn_one; a load
-    # report or ``refresh_s`` of age: at the next pick that draws it); a pick
-    # reads the cached prediction and applies this registry's dispatches since
-    # (× (q_now + 1) / (q_then + 1)), so dispatch compensation stays exact.
-    def _queue(self, state, now):
+    # runs when the node's telemetry changes, never inside ``pick``:
+    # ``learn_one`` (a client report) refreshes that node and drains the nodes
+    # ``pick`` found out of date (a new load report, or ``refresh_s`` of age);
+    # the server's background job (:func:`refresh_learned`) drains them too.
+    # A pick reads the cached prediction and applies this registry's
+    # dispatches since (× (q_now + 1) / (q_then + 1)); after a new load report
+    # it rescales by the queue estimate from that report until the refresh.
+    # Only a node that has never been scored is scored inside a pick (once).
+    @staticmethod
+    def _queue_now(state, now):
         rt = state.report_time
         if rt is not None and now - rt <= 90.0:
             interval = state.prev_interval_s
             expected = (state.qps or 0.0) * (interval or 0.0)
             share = state.prev_dispatched / expected if expected > 0.5 else 1.0
             share = min(max(share, 0.05), 1.0)
-            if expected > 0.5:  # this registry's share of the fleet's traffic, for exploration
-                self.share_ewma += 0.05 * (share - self.share_ewma)
             return max(0.0, (state.reported_in_flight or 0.0)
-                       + (state.dispatched_since_report - state.completed_since_report) / share), share
-        return float(state.outstanding.count(now)), 1.0
+                       + (state.dispatched_since_report - state.completed_since_report) / share), share, expected
+        return float(state.outstanding.count(now)), 1.0, 0.0
+
+    def _queue(self, state, now):
+        q, share, expected = self._queue_now(state, now)
+        if expected > 0.5:  # this registry's share of the fleet's traffic, for exploration
+            self.share_ewma += 0.05 * (share - self.share_ewma)
+        return q, share
 
     def _refresh(self, mlp, nodes, now):
         pred = mlp.predict(np.array([node_row(node.state, now) for node in nodes]))
         if not np.all(np.isfinite(pred)):
             raise FloatingPointError("non-finite prediction")
         exp = math.exp
+        pending = self._pending
         for k, node in enumerate(nodes):
             state = node.state
             q, share = self._queue(state, now)
             state.extra[CACHE_KEY] = [state.results, state.report_time, now, exp(float(pred[k])), q,
                                       state.dispatched_since_report, share]
+            pending.pop(id(node), None)
         self.refreshes += len(nodes)
+
+    def refresh_pending(self, now, limit: int | None = None) -> int:
+        """Re-score up to ``limit`` nodes ``pick`` found out of date (one batched
+        forward pass); returns how many. Off the discovery path; never raises."""
+        pending = self._pending
+        if not pending:
+            return 0
+        model = self.store.current if self.store is not None else None
+        if model is None:
+            pending.clear()
+            return 0
+        limit = self.drain_max if limit is None else limit
+        if len(pending) <= limit:
+            nodes = list(pending.values())
+        else:
+            nodes = [pending[k] for k in list(pending)[:limit]]
+        try:
+            self._refresh(model.mlp, nodes, now)
+        except Exception as exc:
+            self.model_errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            for node in nodes:
+                pending.pop(id(node), None)
+                node.state.extra.pop(CACHE_KEY, None)
+            return 0
+        return len(nodes)
 
     def learn_one(self, node, latency_ms, success, now):
         """A client report changed the node's telemetry: refresh its cached score
-        (off the discovery path). Never raises."""
+        and the out-of-date ones (off the discovery path). Never raises."""
         model = self.store.current if self.store is not None else None
         if model is None:
+            return
+        pending = self._pending
+        if pending:
+            pending[id(node)] = node
+            self.refresh_pending(now)
             return
         try:
             self._refresh(model.mlp, (node,), now)
@@ -183,19 +231,18 @@ class AdvancedML:
             while len(seen) < self.d:
                 seen.add(int(rand() * n))
             cand = [nodes[k] for k in seen]
-        refresh_s = self.refresh_s
-        stale = None
+        cold = None
         for node in cand:
-            state = node.state
-            c = state.extra.get(CACHE_KEY)
-            if (c is None or c[0] != state.results or c[1] != state.report_time or now - c[2] > refresh_s
-                    or state.dispatched_since_report < c[5]):
-                if stale is None:
-                    stale = [node]
+            if CACHE_KEY not in node.state.extra:
+                if cold is None:
+                    cold = [node]
                 else:
-                    stale.append(node)
-        if stale:
-            self._refresh(mlp, stale, now)
+                    cold.append(node)
+        if cold:  # never scored: the only model call a pick makes (once per node)
+            self._refresh(mlp, cold, now)
+            self.cold_refreshes += len(cold)
+        refresh_s = self.refresh_s
+        pending = self._pending
         # pool-level bookkeeping: first registration time and the decayed dispatch total
         book = pool.cache.get(self._key)
         if book is None:
@@ -212,10 +259,18 @@ class AdvancedML:
         idle_s, idle_tau = self.idle_s * scale, self.idle_tau_s * scale
         best, best_cost, best_capped, ties = None, math.inf, True, 0
         rand = ctx.rng.random
+        queue_now = self._queue_now
         for node in cand:
             state = node.state
             c = state.extra[CACHE_KEY]
-            q = c[4] + (state.dispatched_since_report - c[5]) / c[6]
+            if c[1] != state.report_time or state.dispatched_since_report < c[5]:
+                # a new load report since the score: rescale by the queue it implies
+                pending[id(node)] = node
+                q = queue_now(state, now)[0]
+            else:
+                if c[0] != state.results or now - c[2] > refresh_s:
+                    pending[id(node)] = node
+                q = c[4] + (state.dispatched_since_report - c[5]) / c[6]
             cost = c[3] * (q + 1.0) / (c[4] + 1.0)
             # fast failures count as slow; the penalty fades while the node gets no reports
             err = state.error_ewma
@@ -263,7 +318,8 @@ class AdvancedML:
             "strategy": self.name, "picks": self.picks, "fallbacks": self.fallbacks,
             "fallbackActive": store.current is None or self.fallback_reason is not None,
             "fallbackReason": self.fallback_reason, "modelErrors": self.model_errors,
-            "cacheRefreshes": self.refreshes,
+            "cacheRefreshes": self.refreshes, "coldRefreshes": self.cold_refreshes,
+            "pendingRefreshes": len(self._pending),
             "lastError": self.last_error or s.get("lastError"),
         })
         return s
@@ -293,3 +349,27 @@ async def watch_models(maxine) -> None:
             except Exception:
                 log.exception("advanced-ml model watch failed; retrying")
         await asyncio.sleep(interval)
+
+
+async def refresh_learned(maxine) -> None:
+    """Background task: every ``refresh_s`` (50 ms) re-score the nodes
+    ``advanced-ml`` picks found out of date (new load report, aged score), in
+    batches of 64 with a yield between, so /discover only reads cached scores
+    even for services that get no client reports."""
+    import asyncio
+    import logging
+
+    log = logging.getLogger("maxine.models")
+    while True:
+        strategy = maxine.balancers.get("advanced-ml")
+        interval = getattr(strategy, "refresh_s", 0.05) or 0.05
+        await asyncio.sleep(interval)
+        if not isinstance(strategy, AdvancedML) or not strategy._pending:
+            continue
+        try:
+            for _ in range(len(strategy._pending) // 64 + 1):
+                if not strategy.refresh_pending(maxine.clock(), 64):
+                    break
+                await asyncio.sleep(0)
+        except Exception:
+            log.exception("advanced-ml cache refresh failed; retrying")
