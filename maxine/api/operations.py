@@ -70,6 +70,7 @@ class Maxine:
         self.store = None    # FileStore / RedisStore when persistence is not memory
         self.sweeper = None  # lease sweeper with self-preservation
         self._queries: dict[bytes, DiscoverQuery | tuple[int, dict]] = {}
+        self.recorder = None  # TelemetryRecorder when --telemetry-log is on (maxine.telemetry_recorder)
 
     # --- discovery (hot path) ----------------------------------------------
     def parse_discover(self, query_string: bytes) -> DiscoverQuery | tuple[int, dict]:
@@ -140,8 +141,10 @@ class Maxine:
             registry.expire(node)  # its lease passed before the sweep got to it
         else:
             return 404, SERVICE_UNAVAILABLE
-        node.state.on_dispatch(now)
         name = query.strategy_name
+        if self.recorder is not None:
+            self.recorder.discovery(now, node, name)
+        node.state.on_dispatch(now)
         self.discoveries[name] = self.discoveries.get(name, 0) + 1
         by = node.state.extra.get(BY_STRATEGY)  # per-node picks by strategy, for the dashboard
         if by is None:
@@ -190,8 +193,11 @@ class Maxine:
             node_id, load = validation.heartbeat(body)
         except Invalid as exc:
             return invalid(exc)
-        if self.registry.heartbeat(node_id, load) is None:
+        inst = self.registry.heartbeat(node_id, load)
+        if inst is None:
             return 404, {"success": False, "error": f"Unknown nodeId: {node_id}"}
+        if load and self.recorder is not None:
+            self.recorder.load_report(inst.last_heartbeat, inst)
         return 200, {"success": True}
 
     def deregister(self, body) -> tuple[int, dict]:
@@ -214,6 +220,8 @@ class Maxine:
         now = self.clock()
         node.state.on_result(latency_ms, success, now)
         self.balancers.learn_one(node, latency_ms, success, now)
+        if self.recorder is not None:
+            self.recorder.result(now, node, latency_ms, success)
         return 200, {"success": True}
 
     def record_call(self, body) -> tuple[int, dict]:
@@ -223,6 +231,8 @@ class Maxine:
             return invalid(exc)
         if not self.calls.record(caller, called, self.clock()):
             return error(429, "Call graph is full; edge not recorded")
+        if self.recorder is not None:
+            self.recorder.call(self.clock(), caller, called)
         return 200, {"success": True}
 
     # --- reads -------------------------------------------------------------------

@@ -17,8 +17,16 @@ One row = one node as seen at one discovery decision:
   time / workers (NaN outside the simulator); ``latency_ms``/``success`` — the
   realised outcome when known (the server's client reports; NaN otherwise).
 
+Optional columns (absent in simulator logs; :func:`read_log` fills defaults):
+``kind`` — 0 discovery decision, 1 client latency/outcome report, 2 heartbeat
+load report, 3 call edge (the trainer learns from kind 0 rows only); and the
+string columns ``service``, ``node_id`` (for a call edge: caller and called
+service) and ``strategy`` (the strategy that made the decision).
+
 ``maxine bench lb --record DIR`` writes this format from simulator runs
-(:func:`record_runs`), so training can start without a production system.
+(:func:`record_runs`), and the server writes it with ``--telemetry-log``
+(:mod:`maxine.telemetry_recorder`), so training can start without a
+production system.
 """
 
 from __future__ import annotations
@@ -37,6 +45,9 @@ LOG_VERSION = 1
 EXTRA = ("decision", "node", "chosen", "true_delay_ms", "latency_ms", "success", "seed")
 COLUMNS: tuple[str, ...] = RAW + EXTRA
 PATTERN = "telemetry-*.npz"
+KIND_DISCOVERY, KIND_RESULT, KIND_LOAD, KIND_CALL = 0, 1, 2, 3
+OPTIONAL = {"kind": float(KIND_DISCOVERY)}  # numeric optional columns and their default
+STRINGS = ("service", "node_id", "strategy")  # optional string columns (not read by read_log)
 
 
 class TelemetryLogError(Exception):
@@ -44,19 +55,34 @@ class TelemetryLogError(Exception):
 
 
 class TelemetryLogWriter:
-    def __init__(self, directory: str, segment_rows: int = 200_000, max_segments: int = 200, meta: dict | None = None):
+    """Appends rows, writes a segment every ``segment_rows`` rows (or on
+    :meth:`flush`), and keeps at most ``max_segments`` segments and, when
+    ``max_bytes`` is set, at most that many bytes (oldest segments go first).
+    With ``extra`` (names of numeric columns after :data:`COLUMNS`) and
+    ``strings`` (names of string columns), :meth:`append` takes those values too."""
+
+    def __init__(self, directory: str, segment_rows: int = 200_000, max_segments: int = 200, meta: dict | None = None,
+                 max_bytes: int | None = None, extra: tuple[str, ...] = (), strings: tuple[str, ...] = ()):
         self.directory = directory
         self.segment_rows = segment_rows
         self.max_segments = max_segments
+        self.max_bytes = max_bytes
         self.meta = dict(meta or {})
+        self.extra = tuple(extra)
+        self.strings = tuple(strings)
         os.makedirs(directory, exist_ok=True)
         self._rows: list[list[float]] = []
+        self._str_rows: list[tuple] = []
         self._seq = 0
         self.rows_written = 0
+        self.segments_written = 0
 
-    def append(self, row: list[float]) -> None:
-        """One row of :data:`COLUMNS` values, in order."""
+    def append(self, row: list[float], strings: tuple | None = None) -> None:
+        """One row of :data:`COLUMNS` (+ ``extra``) values, in order; ``strings``
+        in the order of ``strings`` when the writer has string columns."""
         self._rows.append(row)
+        if self.strings:
+            self._str_rows.append(strings or ("",) * len(self.strings))
         if len(self._rows) >= self.segment_rows:
             self.flush()
 
@@ -64,21 +90,44 @@ class TelemetryLogWriter:
         if not self._rows:
             return None
         arr = np.asarray(self._rows, dtype=np.float64)
+        strs = self._str_rows
         self._rows = []
+        self._str_rows = []
         name = f"telemetry-{int(time.time() * 1000)}-{os.getpid()}-{self._seq:05d}.npz"
         self._seq += 1
         path = os.path.join(self.directory, name)
         tmp = path + ".tmp.npz"
-        meta = json.dumps({"log_version": LOG_VERSION, "columns": list(COLUMNS), **self.meta})
-        np.savez_compressed(tmp, __meta__=np.array(meta), **{c: arr[:, k] for k, c in enumerate(COLUMNS)})
+        names = COLUMNS + self.extra
+        meta = json.dumps({"log_version": LOG_VERSION, "columns": list(names), "strings": list(self.strings),
+                           **self.meta})
+        cols = {c: arr[:, k] for k, c in enumerate(names)}
+        for k, c in enumerate(self.strings):
+            cols[c] = np.array([r[k] for r in strs], dtype=str)
+        np.savez_compressed(tmp, __meta__=np.array(meta), **cols)
         os.replace(tmp, path)
         self.rows_written += len(arr)
+        self.segments_written += 1
         self._prune()
         return path
 
     def _prune(self) -> None:
         segments = sorted(glob.glob(os.path.join(self.directory, PATTERN)), key=os.path.getmtime)
-        for old in segments[: max(0, len(segments) - self.max_segments)]:
+        segments = [p for p in segments if not p.endswith(".tmp.npz")]
+        drop = max(0, len(segments) - self.max_segments)
+        if self.max_bytes is not None:
+            sizes = []
+            for p in segments:
+                try:
+                    sizes.append(os.path.getsize(p))
+                except OSError:
+                    sizes.append(0)
+            total = sum(sizes)
+            k = 0
+            while total > self.max_bytes and k < len(segments) - 1:  # keep the newest segment
+                total -= sizes[k]
+                k += 1
+            drop = max(drop, k)
+        for old in segments[:drop]:
             try:
                 os.remove(old)
             except OSError:
@@ -101,7 +150,7 @@ def read_log(directory: str, progress=None) -> dict[str, np.ndarray]:
     if not paths:
         raise TelemetryLogError(f"telemetry log {directory!r} is empty (no {PATTERN} segments); "
                                 "record one with `maxine bench lb --record DIR` or the server's telemetry log")
-    parts: dict[str, list[np.ndarray]] = {c: [] for c in COLUMNS}
+    parts: dict[str, list[np.ndarray]] = {c: [] for c in COLUMNS + tuple(OPTIONAL)}
     for k, path in enumerate(paths):
         try:
             with np.load(path, allow_pickle=False) as z:
@@ -112,6 +161,9 @@ def read_log(directory: str, progress=None) -> dict[str, np.ndarray]:
                 if missing:
                     raise TelemetryLogError(f"{path}: malformed segment, missing columns {missing[:5]}")
                 cols = {c: np.asarray(z[c], dtype=np.float64) for c in COLUMNS}
+                for c, default in OPTIONAL.items():
+                    cols[c] = (np.asarray(z[c], dtype=np.float64) if c in z.files
+                               else np.full(len(cols["now"]), default))
         except TelemetryLogError:
             raise
         except (OSError, ValueError, zipfile.BadZipFile, KeyError, EOFError) as exc:
@@ -119,7 +171,7 @@ def read_log(directory: str, progress=None) -> dict[str, np.ndarray]:
         n = {len(v) for v in cols.values()}
         if len(n) != 1:
             raise TelemetryLogError(f"{path}: malformed segment, columns of different lengths")
-        for c in COLUMNS:
+        for c in parts:
             parts[c].append(cols[c])
         if progress:
             progress(k + 1, len(paths))

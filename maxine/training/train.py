@@ -62,6 +62,9 @@ def dataset(cols: dict, holdout: float = 0.2):
     realised = np.where(cols["success"] == 0, cols["latency_ms"] * FAIL_FACTOR, cols["latency_ms"])
     target = np.where(np.isfinite(true), true, realised)
     ok = np.isfinite(target) & (target > 0) & np.all(np.isfinite(x), axis=1)
+    kind = cols.get("kind")
+    if kind is not None:  # server logs also hold reports, load reports, call edges: learn from decisions
+        ok &= kind == 0
     runs = run_ids(cols["now"])
     now = cols["now"]
     # per-run time span: test = the last `holdout` fraction of it
