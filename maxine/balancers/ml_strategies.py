@@ -19,24 +19,25 @@ dispatches since − reports since), which moves with every dispatch, so a full
 scan does not herd.
 
 - ``ai-driven`` — a contextual bandit: Thompson sampling over each node's
-  unit cost (a log-normal posterior from a discounted EWMA of log-samples, so
-  it never stops exploring and tracks changes), with the node's load as the
-  context (cost = sampled u × (in-flight + 1) × error factor). Exploration is
-  bounded both ways: the posterior draw is clipped to ±2σ, a node whose
-  decayed share of this strategy's picks exceeds ``share_cap`` (×1/n) is
-  skipped (no flooding, e.g. of a new or fast-failing node), and a node not
-  picked for ``probe_s`` gets one probe (no starvation: a recovered node is
-  noticed). Reward = the reported latency, failures counted as slow.
-- ``predictive`` — the unit cost extrapolated ``horizon_s`` ahead with its
-  trend (the difference of a fast and a slow time-based EWMA, which for a
-  linear ramp is (τ_slow − τ_fast) × slope), so nodes that are getting worse
-  are avoided before they are bad, and recovering ones are returned to
-  sooner; multiplied by the hub's statsmodels forecast ratio when one is cached.
-- ``health-score`` — power of two choices among the best-scored nodes (score
-  ≥ ``keep`` × the best score, at least two): the two sampled candidates are
-  compared on load (u × (in-flight + 1)) divided by score. Scores come from
-  the hub's inference cache when fresh, else from :func:`maxine.models.health.score`
-  computed per pool at most every ``refresh_s`` and cached in ``pool.cache``.
+  latency (a log-normal posterior from a discounted EWMA of log-samples, its
+  σ precomputed on ``learn_one``; the draw is one uniform into a 64-entry
+  table of normal quantiles clipped to ±2), with the node's load as the
+  context (cost = Peak-EWMA × e^(zσ) × (in-flight + 1) × error factor).
+  Exploration is bounded both ways: a node whose decayed share of this
+  strategy's picks exceeds ``share_cap`` (×1/n) is skipped (no flooding), and
+  a node not picked for ``probe_s`` gets one probe (no starvation).
+- ``predictive`` — Peak-EWMA extrapolated ``horizon_s`` ahead with its trend
+  (the difference of a fast and a slow time-based EWMA, which for a linear
+  ramp is (τ_slow − τ_fast) × slope; the factor is precomputed on
+  ``learn_one``), times the hub's cached statsmodels forecast ratio.
+- ``health-score`` — power of two choices over the Peak-EWMA × (in-flight + 1)
+  cost multiplied by 100 / the hub's cached health score (when fresh): an
+  unhealthy node gets proportionally less load instead of being filtered out.
+
+``ai-driven`` and ``predictive`` evaluate ``d`` = 8 candidates per pick (a
+window of the pool from a random start; the whole pool when it is smaller),
+so a pick costs a few µs at any pool size; each candidate costs a few reads
+of NodeState and of values precomputed when reports arrive.
 
 A model failure inside ``pick`` never propagates: the strategy counts a
 fallback and answers with ``p2c-peak-ewma``.
@@ -353,12 +354,15 @@ class HealthScore(_Learned):
     def _cost(self, node, ctx) -> float:
         state = node.state
         now = ctx.now
-        cost = self.peak.latency(node, ctx) * (state.in_flight(now) + 1.0) * (1.0 + ERROR_PENALTY * state.error_ewma)
+        cost = self.peak.latency(node, ctx) * (state.in_flight(now) + 1.0)
+        # the hub's cached score (latency vs the service, errors, anomaly, drift, staleness)
+        # scales the cost; without one (the lab) this is exactly p2c-peak-ewma: a local
+        # error term, even a mild one, lost to it on rotating-slow (tuning seeds 0-15)
+        score = 100.0
         hub = state.extra.get(HEALTH_KEY)
         if hub is not None and now - hub[1] < CACHE_FRESH_S:
             score = float(hub[0])
-            cost *= 100.0 / (score if score > 1.0 else 1.0)
-        return cost
+        return cost * 100.0 / (score if score > 1.0 else 1.0)
 
     def _pick(self, pool, nodes, ctx):
         n = len(nodes)
