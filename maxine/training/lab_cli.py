@@ -37,6 +37,10 @@ def bench_lb_main(argv: list[str]) -> int:
     parser.add_argument("--requests", type=int, help="override every scenario's request count")
     parser.add_argument("--json", metavar="OUT", help="write the results as JSON")
     parser.add_argument("--plot", metavar="OUT.png", help="draw p99 per strategy per scenario (matplotlib)")
+    parser.add_argument("--record", metavar="DIR", help="also write every decision to a telemetry log in DIR "
+                        "(the format `maxine train advanced-ml --data DIR` reads; runs in one process)")
+    parser.add_argument("--record-every", type=int, default=1, metavar="N", help="with --record: log every "
+                        "N-th decision (all nodes of the pool, with the simulator's true delay)")
     parser.add_argument("--processes", type=int, default=None, help="worker processes (default: all cores)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("--list", action="store_true", help="list scenarios and strategies, then exit")
@@ -68,7 +72,19 @@ def bench_lb_main(argv: list[str]) -> int:
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
 
     t0 = time.perf_counter()
-    results = bench.run_matrix(scs, strategies, seeds, args.processes, progress=not args.no_progress)
+    if args.record:
+        from .telemetry_log import record_runs
+
+        used = set(seeds) if seeds else {s for sc in scs for s in sc["seeds"]}
+        if not used <= set(scenarios.TUNING_SEEDS):
+            print(f"warning: recording evaluation seeds {sorted(used - set(scenarios.TUNING_SEEDS))[:5]}; "
+                  "train only on tuning seeds 0-127 (e.g. --seeds 0,1,2,3)", file=sys.stderr)
+        results = []
+        written = record_runs(scs, strategies, seeds, args.record, every=args.record_every,
+                              progress=not args.no_progress, results=results)
+        print(f"recorded {written} rows into {args.record}")
+    else:
+        results = bench.run_matrix(scs, strategies, seeds, args.processes, progress=not args.no_progress)
     wall = time.perf_counter() - t0
     rows = bench.aggregate(results)
     marks = bench.mark(rows)

@@ -222,9 +222,16 @@ def record_run(sc: dict, behaviour: str, seed: int, writer: TelemetryLogWriter, 
     from ..balancers import Balancers, factories, register, _factories
     from .simulator import Simulation
 
+    from ..balancers.adaptive import lab_only_factories
+    from ..balancers.pickers import FullScan
+    from .simulator import ORACLE, OracleEstimate
+
     name = f"__record__:{behaviour}"
     sim = Simulation(sc, name, seed)
-    inner_factory = factories()[behaviour]
+    if behaviour == ORACLE:
+        inner_factory = lambda: FullScan(OracleEstimate(sim), ORACLE)  # noqa: E731
+    else:
+        inner_factory = {**lab_only_factories(), **factories()}[behaviour]
     register(name, lambda: _Recorder(inner_factory(), sim, writer, seed, every))
     try:
         result = sim.run()
@@ -234,19 +241,23 @@ def record_run(sc: dict, behaviour: str, seed: int, writer: TelemetryLogWriter, 
     return result
 
 
-def record_runs(scs: list[dict], behaviours: list[str], seeds: list[int], directory: str, every: int = 1,
-                progress: bool = True) -> int:
-    """Record every scenario × behaviour × seed into ``directory``; returns rows written."""
+def record_runs(scs: list[dict], behaviours: list[str], seeds: list[int] | None, directory: str, every: int = 1,
+                progress: bool = True, results: list | None = None) -> int:
+    """Record every scenario × behaviour × seed (None: each scenario's own
+    seeds) into ``directory``; returns rows written and appends each run's
+    summary to ``results`` when given."""
     import sys
 
     writer = TelemetryLogWriter(directory, meta={"source": "simulator"})
-    total = len(scs) * len(behaviours) * len(seeds)
+    total = sum(len(behaviours) * len(seeds or sc["seeds"]) for sc in scs)
     k = 0
     t0 = time.perf_counter()
     for sc in scs:
         for behaviour in behaviours:
-            for seed in seeds:
-                record_run(sc, behaviour, seed, writer, every)
+            for seed in (seeds or sc["seeds"]):
+                result = record_run(sc, behaviour, seed, writer, every)
+                if results is not None:
+                    results.append(result)
                 k += 1
                 if progress:
                     bar = int(30 * k / total)
