@@ -251,9 +251,11 @@ class AiDriven(_Learned):
             level = typical if e is None else (e * exp((state.ewma_time - now) / PEAK_EWMA_DECAY_S) if now > state.ewma_time else e)
             mm = state.extra.get(key)
             if mm is not None and mm.n:
-                level *= exp(z_table[int(rand() * 64.0)] * mm.scale)
+                x = z_table[int(rand() * 64.0)] * mm.scale
+                level *= (1.0 + x * (1.0 + x * (0.5 + x * 0.16666666666666666))) if -0.3 < x < 0.3 else exp(x)
             cost = level * (state.in_flight(now) + 1.0) * (1.0 + ERROR_PENALTY * state.error_ewma)
-            if mm is not None and cap != math.inf and self._share(mm, now) > cap:
+            # the decayed share is at most the stored one: decay only when it could matter
+            if mm is not None and mm.share > cap and self._share(mm, now) > cap:
                 self.capped += 1
                 cost *= 1e6  # flood guard: only if nothing else is left
             if cost < best_cost:
