@@ -90,7 +90,9 @@ def test_restart_keeps_lease_deadlines(tmp_path):
     env = file_env(tmp_path, MAXINE_RESTART_GRACE=0.5, MAXINE_FSYNC_INTERVAL=0.2)
     with run_server(env=env) as srv:
         c = httpx.Client(base_url=srv.url, timeout=5)
-        for name, ttl in (("long", 3600), ("short", 2), ("mid", 20), ("beat", 4)):
+        # "short" must pass its deadline while the server is down; the others must outlive a restart
+        # (which takes a few seconds on a loaded machine).
+        for name, ttl in (("long", 3600), ("short", 2), ("mid", 60), ("beat", 30)):
             assert c.post("/register", json={"serviceName": name, "host": "127.0.0.1", "port": 1, "ttl": ttl}).status_code == 200
         time.sleep(1.0)
         assert c.post("/heartbeat", json={"nodeId": "beat:127.0.0.1:1"}).status_code == 200
@@ -119,13 +121,15 @@ def test_restart_keeps_lease_deadlines(tmp_path):
 
 
 def test_grace_window_lets_live_instances_heartbeat(tmp_path):
-    env = file_env(tmp_path, MAXINE_RESTART_GRACE=3)
+    env = file_env(tmp_path, MAXINE_RESTART_GRACE=20)
     with run_server(env=env) as srv:
         assert httpx.post(srv.url + "/register", json={"serviceName": "g", "host": "127.0.0.1", "port": 1,
-                                                        "ttl": 2}).status_code == 200
+                                                        "ttl": 8}).status_code == 200
+        registered = time.monotonic()
         kill9(srv)
     with run_server(env=env) as srv:
-        time.sleep(2.2)  # its lease ran out after the restart, inside the grace window
+        assert time.monotonic() - registered < 8, "restart too slow for this test's lease"
+        time.sleep(max(0.0, registered + 8.5 - time.monotonic()))  # its lease ran out after the restart, inside the grace
         assert httpx.get(srv.url + "/services/g").status_code == 200
         assert httpx.post(srv.url + "/heartbeat", json={"nodeId": "g:127.0.0.1:1"}).status_code == 200
 
