@@ -95,6 +95,20 @@ class Series:
         return len(self._v)
 
 
+_quieted = False
+
+
+def _quiet_statsmodels() -> None:
+    """statsmodels resets some filters on import; silence its fit warnings once, by category."""
+    global _quieted
+    if not _quieted:
+        from statsmodels.tools.sm_exceptions import ConvergenceWarning, ValueWarning
+
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        warnings.filterwarnings("ignore", category=ValueWarning)
+        _quieted = True
+
+
 def fit(times, values, now: float | None = None, use_statsmodels: bool = True) -> Forecast | None:
     """Fit one series; ``None`` with fewer than two points."""
     t = np.asarray(times, dtype=float)
@@ -108,6 +122,8 @@ def fit(times, values, now: float | None = None, use_statsmodels: bool = True) -
     if use_statsmodels and n >= MIN_POINTS_HOLT and float(np.ptp(y)) > 1e-9:
         try:
             from statsmodels.tsa.holtwinters import Holt
+
+            _quiet_statsmodels()
 
             # SLSQP without the brute-force start grid: the same fit, ~20x cheaper than the default
             res = Holt(y, damped_trend=True, initialization_method="estimated").fit(method="SLSQP", use_brute=False)
