@@ -57,6 +57,9 @@ def train_main(argv: list[str]) -> int:
     parser.add_argument("--sim-every", type=int, default=20, help="record every N-th decision (default 20)")
     parser.add_argument("--sim-requests", type=int, default=None, help="override the scenarios' request count")
     parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1; see train.py)")
+    parser.add_argument("--max-seconds", type=float, default=45.0,
+                        help="stop optimising after this many seconds (default 45; 0 = no limit)")
     parser.add_argument("--hidden", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-rows", type=int, default=None)
@@ -112,7 +115,8 @@ def train_main(argv: list[str]) -> int:
 
     try:
         result = train(args.data, epochs=args.epochs, hidden=args.hidden, seed=args.seed,
-                       max_rows=args.max_rows, progress=progress)
+                       max_rows=args.max_rows, progress=progress, threads=args.threads,
+                       max_seconds=args.max_seconds or None)
     except (TrainError, TelemetryLogError) as exc:
         return _err(str(exc))
     meta = result["metadata"]

@@ -93,8 +93,14 @@ def pick_agreement(pred: np.ndarray, y: np.ndarray, key: np.ndarray) -> float:
 
 
 def train(data_dir: str, epochs: int = 6, hidden: int = 32, layers: int = 2, batch: int = 4096, lr: float = 3e-3,
-          holdout: float = 0.2, seed: int = 0, max_rows: int | None = None, progress: bool = True) -> dict:
-    """Train and return {'arrays', 'state_dict', 'metadata', ...} (not yet written)."""
+          holdout: float = 0.2, seed: int = 0, max_rows: int | None = None, progress: bool = True,
+          threads: int = 1, max_seconds: float | None = 45.0) -> dict:
+    """Train and return {'arrays', 'state_dict', 'metadata', ...} (not yet written).
+
+    ``threads`` torch threads (default 1: this MLP is too small to gain from
+    more, and on a busy 2-core machine two spinning OpenMP threads made an
+    epoch 13x slower); ``max_seconds`` bounds the optimisation loop (it stops
+    after the step that crosses it, and the metadata says so)."""
     t_start = time.perf_counter()
     try:
         t0 = time.perf_counter()
@@ -115,7 +121,11 @@ def train(data_dir: str, epochs: int = 6, hidden: int = 32, layers: int = 2, bat
     import torch
 
     torch.manual_seed(seed)
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    torch.set_num_threads(max(1, int(threads)))
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set in this process
+        pass
     rng = np.random.default_rng(seed)
     xtr, ytr = x[train_idx], y[train_idx]
     mean = xtr.mean(axis=0)
@@ -137,11 +147,17 @@ def train(data_dir: str, epochs: int = 6, hidden: int = 32, layers: int = 2, bat
     steps_per_epoch = (n + batch - 1) // batch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch)
     t0 = time.perf_counter()
+    deadline = t0 + max_seconds if max_seconds else float("inf")
     losses = []
+    stopped_early = False
     for epoch in range(epochs):
         perm = torch.from_numpy(rng.permutation(n))
         total = 0.0
+        seen = 0
         for s in range(steps_per_epoch):
+            if time.perf_counter() > deadline:
+                stopped_early = True
+                break
             idx = perm[s * batch:(s + 1) * batch]
             pred = model(xt[idx]).squeeze(-1)
             loss = torch.mean((pred - yt[idx]) ** 2)
@@ -150,8 +166,14 @@ def train(data_dir: str, epochs: int = 6, hidden: int = 32, layers: int = 2, bat
             opt.step()
             sched.step()
             total += loss.item() * len(idx)
-        losses.append(total / n)
+            seen += len(idx)
+        if seen:
+            losses.append(total / seen)
         _bar("train", epoch + 1, epochs, t0, enabled=progress)
+        if stopped_early:
+            if progress:
+                sys.stderr.write(f"\ntraining stopped by the {max_seconds:.0f}s budget in epoch {epoch + 1}\n")
+            break
     t_train = time.perf_counter() - t0
 
     arrays = {"mean": mean, "scale": scale}
@@ -163,7 +185,7 @@ def train(data_dir: str, epochs: int = 6, hidden: int = 32, layers: int = 2, bat
 
     mlp = NumpyMLP(arrays)
     metrics = evaluate(mlp, x[is_test], y[is_test], key[is_test])
-    metrics["train_rmse_log"] = float(np.sqrt(losses[-1]))
+    metrics["train_rmse_log"] = float(np.sqrt(losses[-1])) if losses else float("nan")
     metrics["baseline_rmse_log"] = float(np.sqrt(np.mean((y[is_test] - ytr.mean()) ** 2)))
     now = cols["now"]
     meta = {
@@ -178,6 +200,7 @@ def train(data_dir: str, epochs: int = 6, hidden: int = 32, layers: int = 2, bat
                  "sim_time_range_s": [float(np.nanmin(now)), float(np.nanmax(now))],
                  "holdout": f"last {holdout:.0%} of each run's time span"},
         "training": {"epochs": epochs, "batch": batch, "lr": lr, "seed": seed, "loss": losses,
+                     "threads": int(threads), "max_seconds": max_seconds, "stopped_early": stopped_early,
                      "seconds": {"read": round(t_read, 2), "features": round(t_feat, 2),
                                  "train": round(t_train, 2), "total": round(time.perf_counter() - t_start, 2)}},
         "metrics": metrics,
