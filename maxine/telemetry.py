@@ -36,11 +36,13 @@ class OutstandingCounter:
     def __init__(self, ttl: float = 30.0):
         self.ttl = ttl
         self.width = ttl / self.SLOTS
-        self.buckets = [0] * self.SLOTS
+        self.buckets = None  # allocated at the first dispatch: most instances of a big registry never get one
         self.head = None  # absolute bucket number of the newest bucket
         self.total = 0
 
     def _advance(self, now: float) -> None:
+        if self.buckets is None:
+            return
         b = int(now // self.width)
         if self.head is None:
             self.head = b
@@ -59,6 +61,8 @@ class OutstandingCounter:
         self.head = b
 
     def add(self, now: float) -> None:
+        if self.buckets is None:
+            self.buckets = [0] * self.SLOTS
         self._advance(now)
         self.buckets[self.head % self.SLOTS] += 1
         self.total += 1

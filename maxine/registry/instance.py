@@ -5,6 +5,9 @@ from __future__ import annotations
 from ..telemetry import NodeState
 
 
+NO_TAGS = frozenset()
+
+
 def node_id_for(service_name: str, host: str, port: int) -> str:
     return f"{service_name}:{host}:{port}"
 
@@ -35,7 +38,8 @@ class Instance:
         version = metadata.get("version")
         self.version = None if version is None else str(version)
         self.weight = float(metadata.get("weight", 1.0))
-        self.tags = frozenset(metadata.get("tags") or ())
+        tags = metadata.get("tags")
+        self.tags = frozenset(tags) if tags else NO_TAGS
         self._bodies: dict[str, bytes] = {}
 
     @property
