@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import math
 
-from river import anomaly, compose, drift, linear_model, optim, preprocessing
-
 from .features import FEATURES
+
+# river takes ~2 s to import: each learner builds its river model on first use
+# (in the hub's worker thread), so the server starts, and restarts, quickly.
 
 
 def as_dict(row) -> dict:
@@ -34,13 +35,22 @@ class LatencyPredictor:
     kind = "river LinearRegression (latency)"
 
     def __init__(self, lr: float = 0.01):
-        self.model = compose.Pipeline(
-            preprocessing.StandardScaler(),
-            linear_model.LinearRegression(optimizer=optim.SGD(lr), l2=1e-4),
-        )
+        self.lr = lr
+        self._model = None
         self.n = 0
         self.mae = None  # EWMA of |log1p error|
         self.last_error: str | None = None
+
+    @property
+    def model(self):
+        if self._model is None:
+            from river import compose, linear_model, optim, preprocessing
+
+            self._model = compose.Pipeline(
+                preprocessing.StandardScaler(),
+                linear_model.LinearRegression(optimizer=optim.SGD(self.lr), l2=1e-4),
+            )
+        return self._model
 
     def learn_one(self, x, y: float | None = None) -> None:
         if y is None:
@@ -75,13 +85,22 @@ class AnomalyDetector:
     kind = "river HalfSpaceTrees (MinMax-scaled features)"
 
     def __init__(self, window: int = 64, warmup: int | None = None, seed: int = 7):
-        self.model = compose.Pipeline(
-            preprocessing.MinMaxScaler(),
-            anomaly.HalfSpaceTrees(n_trees=10, height=6, window_size=window, seed=seed),
-        )
+        self.window, self.seed = window, seed
+        self._model = None
         self.warmup = 2 * window if warmup is None else warmup
         self.n = 0
         self.last_error: str | None = None
+
+    @property
+    def model(self):
+        if self._model is None:
+            from river import anomaly, compose, preprocessing
+
+            self._model = compose.Pipeline(
+                preprocessing.MinMaxScaler(),
+                anomaly.HalfSpaceTrees(n_trees=10, height=6, window_size=self.window, seed=self.seed),
+            )
+        return self._model
 
     def learn_one(self, x, y=None) -> None:
         try:
@@ -108,10 +127,19 @@ class DriftDetector:
     kind = "river ADWIN (node latency)"
 
     def __init__(self, delta: float = 0.002):
-        self.model = drift.ADWIN(delta=delta)
+        self.delta = delta
+        self._model = None
         self.n = 0
         self.detections = 0
         self.last_change = None  # (before, after) estimations at the last drift
+
+    @property
+    def model(self):
+        if self._model is None:
+            from river import drift
+
+            self._model = drift.ADWIN(delta=self.delta)
+        return self._model
 
     def learn_one(self, x, y: float | None = None) -> bool:
         value = x if y is None else y
