@@ -41,6 +41,7 @@ from .pickers import PowerOfTwo
 
 SHARE_KEY = "aml.share"
 CACHE_KEY = "aml.cache"
+FERR_KEY = "aml.fast_errors"
 
 
 class AdvancedML:
@@ -51,7 +52,8 @@ class AdvancedML:
                  error_penalty: float = 5.0, slow_start_s: float = 30.0, slow_start_min: float = 0.1,
                  slow_start_grace_s: float = 5.0, cap: float = 4.0, share_tau_s: float = 5.0,
                  max_age_s: float | None = None, recheck_s: float = 5.0, refresh_s: float = 0.05,
-                 error_tau_s: float = 5.0, idle_s: float = 1.0, idle_tau_s: float = 3.0, drain_max: int = 64):
+                 error_tau_s: float = 5.0, idle_s: float = 1.0, idle_tau_s: float = 3.0, drain_max: int = 64,
+                 fast_errors: bool = True, inline_max: int = 2):
         self.name = name
         self.model = model
         self.store = store
@@ -84,6 +86,13 @@ class AdvancedML:
         # background job) — never by pick, which reads the stale value meanwhile
         self._pending: dict[int, object] = {}
         self.drain_max = drain_max
+        # error penalty from *fast* failures only: a failure weighs 1 - latency /
+        # predicted latency (an instant error 1, a timeout 0 — its latency
+        # already counts as slow through the model)
+        self.fast_errors = fast_errors
+        # re-score at most this many out-of-date candidates inside a pick (one
+        # batched forward, ~15 µs); the rest wait for learn_one / the background job
+        self.inline_max = inline_max
         self.cold_refreshes = 0
 
     # --- the model -----------------------------------------------------------
@@ -163,15 +172,16 @@ class AdvancedML:
         return q, share
 
     def _refresh(self, mlp, nodes, now):
-        pred = mlp.predict(np.array([node_row(node.state, now) for node in nodes]))
-        if not np.all(np.isfinite(pred)):
+        pred = mlp.predict(np.array([node_row(node.state, now) for node in nodes])).tolist()
+        if not all(map(math.isfinite, pred)):
             raise FloatingPointError("non-finite prediction")
         exp = math.exp
         pending = self._pending
-        for k, node in enumerate(nodes):
+        queue = self._queue
+        for node, p in zip(nodes, pred):
             state = node.state
-            q, share = self._queue(state, now)
-            state.extra[CACHE_KEY] = [state.results, state.report_time, now, exp(float(pred[k])), q,
+            q, share = queue(state, now)
+            state.extra[CACHE_KEY] = [state.results, state.report_time, now, exp(p), q,
                                       state.dispatched_since_report, share]
             pending.pop(id(node), None)
         self.refreshes += len(nodes)
@@ -208,6 +218,14 @@ class AdvancedML:
         model = self.store.current if self.store is not None else None
         if model is None:
             return
+        if self.fast_errors:
+            extra = node.state.extra
+            x = 0.0
+            if not success:
+                c = extra.get(CACHE_KEY)
+                x = 1.0 if c is None or c[3] <= 0.0 else min(1.0, max(0.0, 1.0 - latency_ms / c[3]))
+            v = extra.get(FERR_KEY, 0.0)
+            extra[FERR_KEY] = v + 0.1 * (x - v)
         pending = self._pending
         if pending:
             pending[id(node)] = node
@@ -232,13 +250,20 @@ class AdvancedML:
                 seen.add(int(rand() * n))
             cand = [nodes[k] for k in seen]
         cold = None
+        inline = self.inline_max
         for node in cand:
-            if CACHE_KEY not in node.state.extra:
+            state = node.state
+            c = state.extra.get(CACHE_KEY)
+            if c is None or (inline and (c[1] != state.report_time or state.dispatched_since_report < c[5])):
+                if c is not None:
+                    if inline <= 0:
+                        continue
+                    inline -= 1
                 if cold is None:
                     cold = [node]
                 else:
                     cold.append(node)
-        if cold:  # never scored: the only model call a pick makes (once per node)
+        if cold:  # never scored, or (at most inline_max) a new load report since: one batched forward
             self._refresh(mlp, cold, now)
             self.cold_refreshes += len(cold)
         refresh_s = self.refresh_s
@@ -260,6 +285,7 @@ class AdvancedML:
         best, best_cost, best_capped, ties = None, math.inf, True, 0
         rand = ctx.rng.random
         queue_now = self._queue_now
+        fast_errors = self.fast_errors
         for node in cand:
             state = node.state
             c = state.extra[CACHE_KEY]
@@ -273,7 +299,7 @@ class AdvancedML:
                 q = c[4] + (state.dispatched_since_report - c[5]) / c[6]
             cost = c[3] * (q + 1.0) / (c[4] + 1.0)
             # fast failures count as slow; the penalty fades while the node gets no reports
-            err = state.error_ewma
+            err = state.extra.get(FERR_KEY, 0.0) if fast_errors else state.error_ewma
             if err > 0.0:
                 lr = state.last_result_time
                 if lr is not None and now > lr:

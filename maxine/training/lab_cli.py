@@ -37,6 +37,8 @@ def bench_lb_main(argv: list[str]) -> int:
     parser.add_argument("--requests", type=int, help="override every scenario's request count")
     parser.add_argument("--json", metavar="OUT", help="write the results as JSON")
     parser.add_argument("--plot", metavar="OUT.png", help="draw p99 per strategy per scenario (matplotlib)")
+    parser.add_argument("--decision-cost", type=int, metavar="N", help="only measure the per-pick cost "
+                        "(mean/p50/p99/p99.9 µs) of --strategies with N instances inside a simulator run, then exit")
     parser.add_argument("--record", metavar="DIR", help="also write every decision to a telemetry log in DIR "
                         "(the format `maxine train advanced-ml --data DIR` reads; runs in one process)")
     parser.add_argument("--record-every", type=int, default=1, metavar="N", help="with --record: log every "
@@ -69,6 +71,15 @@ def bench_lb_main(argv: list[str]) -> int:
     if args.requests:
         for sc in scs:
             sc["requests"] = args.requests
+    if args.decision_cost:
+        chosen = [s for s in strategies if s != "oracle"] if args.strategies else \
+            ["advanced-ml", "p2c-peak-ewma", "least-response-time", "round-robin"]
+        print(f"{'strategy':<28}{'instances':>10}{'mean µs':>9}{'p50 µs':>9}{'p99 µs':>9}{'p99.9 µs':>10}")
+        for r in bench.decision_cost(chosen, args.decision_cost, args.requests or 20000):
+            print(f"{r['strategy']:<28}{r['instances']:>10}{r['mean_us']:>9.1f}{r['p50_us']:>9.1f}"
+                  f"{r['p99_us']:>9.1f}{r['p999_us']:>10.1f}")
+        print(f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+        return 0
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
 
     t0 = time.perf_counter()

@@ -1,0 +1,66 @@
+"""advanced-ml's inference cache: a pick runs the model only for never-scored
+nodes and at most ``inline_max`` nodes with a new load report; everything
+else out of date is re-scored by learn_one or refresh_pending (the server's
+background job). Fast failures are penalised, slow ones only through latency."""
+
+from __future__ import annotations
+
+import random
+
+from maxine.balancers import PickContext
+from maxine.balancers.learned import CACHE_KEY, FERR_KEY, AdvancedML
+from maxine.registry import Pool
+
+from test_learned_strategy import fleet, make_store
+
+
+def scored(tmp_path, n=100, **kw):
+    s = AdvancedML(store=make_store(tmp_path), **kw)
+    nodes = fleet(n)
+    for node in nodes:
+        node.state.on_load_report(0.0, in_flight=1, cpu=0.5, qps=10.0, error_rate=0.0, latency_ms=40.0)
+    for node in nodes:  # score everything once (what learn_one / the background job do)
+        s._pending[id(node)] = node
+    s.refresh_pending(0.0, limit=1000)
+    return s, nodes
+
+
+def test_pick_rescores_at_most_inline_max_nodes(tmp_path):
+    s, nodes = scored(tmp_path, inline_max=2)
+    assert all(CACHE_KEY in n.state.extra for n in nodes)
+    for node in nodes:  # a new load report everywhere
+        node.state.on_load_report(1.0, in_flight=3, cpu=0.6, qps=10.0, error_rate=0.0, latency_ms=40.0)
+    pool = Pool("svc", tuple(nodes))
+    ctx = PickContext(now=1.01, rng=random.Random(0))
+    before = s.refreshes
+    s.pick(pool, ctx)
+    assert s.refreshes - before <= 2          # inline re-scores, d = 8 candidates drawn
+    assert 0 < len(s._pending) <= 8           # the others wait, marked
+    node = nodes[0]
+    s.learn_one(node, 20.0, True, 1.02)       # a client report drains them off the pick path
+    assert not s._pending
+    s0 = AdvancedML(store=s.store, inline_max=0)
+    s0._pending.update({id(n): n for n in nodes})
+    s0.refresh_pending(1.0, limit=1000)
+    for n in nodes:
+        n.state.on_load_report(2.0, in_flight=5, cpu=0.6, qps=10.0, error_rate=0.0, latency_ms=40.0)
+    before = s0.refreshes
+    for k in range(50):
+        s0.pick(pool, PickContext(now=2.01 + k * 0.001, rng=random.Random(k)))
+    assert s0.refreshes == before             # inline_max=0: no model call inside pick at all
+    assert s0.refresh_pending(2.1, limit=1000) > 0
+
+
+def test_fast_failures_are_penalised_slow_failures_are_not(tmp_path):
+    s, nodes = scored(tmp_path, n=3)
+    fast, slow, ok = nodes
+    pred = fast.state.extra[CACHE_KEY][3]
+    for k in range(5):
+        now = 1.0 + k * 0.01
+        fast.state.on_result(1.0, False, now)
+        s.learn_one(fast, 1.0, False, now)            # an error after 1 ms
+        slow.state.on_result(pred * 3, False, now)
+        s.learn_one(slow, pred * 3, False, now)       # a timeout: slower than predicted
+    assert fast.state.extra[FERR_KEY] > 0.3
+    assert slow.state.extra.get(FERR_KEY, 0.0) == 0.0
+    assert fast.state.error_ewma > 0.3 and slow.state.error_ewma > 0.3  # NodeState counts both
