@@ -344,16 +344,19 @@ class Predictive(_Learned):
 
 
 class HealthScore(_Learned):
-    """Power of two choices over Peak-EWMA × (in-flight + 1), scaled by health (see module doc)."""
+    """Power of two choices over Peak-EWMA × (in-flight + 1), scaled by health (see module doc).
+
+    The strategy is its own load estimate (``load``) under the shared ``PowerOfTwo`` picker."""
 
     def __init__(self, name: str = "health-score", **kw):
         super().__init__(name, **kw)
         self.peak = PeakEwma()  # the same level (and typical latency for new nodes) as p2c-peak-ewma
+        self.picker = PowerOfTwo(self, name)
 
     def learn_one(self, node, latency_ms: float, success: bool, now: float) -> None:
         pass  # reads NodeState and the hub's cache only
 
-    def _cost(self, node, ctx) -> float:
+    def load(self, node, ctx) -> float:
         state = node.state
         now = ctx.now
         cost = self.peak.latency(node, ctx) * (state.in_flight(now) + 1.0)
@@ -367,14 +370,7 @@ class HealthScore(_Learned):
         return cost * 100.0 / (score if score > 1.0 else 1.0)
 
     def _pick(self, pool, nodes, ctx):
-        n = len(nodes)
-        rand = ctx.rng.random
-        i = int(rand() * n)
-        j = int(rand() * (n - 1))
-        if j >= i:
-            j += 1
-        a, b = nodes[i], nodes[j]
-        return b if self._cost(b, ctx) < self._cost(a, ctx) else a
+        return self.picker.pick(pool, ctx)
 
     def status(self) -> dict:
         return {**super().status(), "kind": "power of two over Peak-EWMA cost × 100 / health score (cached)",
