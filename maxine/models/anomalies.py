@@ -62,7 +62,8 @@ def _a(service, node_id, kind, value, threshold, severity) -> dict:
     return out
 
 
-def _median(values):
+def median(values):
+    """The median, or None for no values."""
     values = sorted(values)
     if not values:
         return None
@@ -90,7 +91,7 @@ def detect_service(service: str, nodes: list[NodeView], now: float) -> list[dict
         lat = v.latency_ms
         if lat is not None and lat > MIN_LATENCY_MS:
             thresholds = []
-            others = _median([o.latency_ms for o in live if o is not v and o.latency_ms is not None])
+            others = median([o.latency_ms for o in live if o is not v and o.latency_ms is not None])
             if others:
                 thresholds.append(HIGH_LATENCY_FACTOR * others)
             hist = v.history[:-1]

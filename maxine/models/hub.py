@@ -83,14 +83,6 @@ class NodeTrack:
         self.seen = 0.0
 
 
-def _median(values):
-    values = sorted(values)
-    if not values:
-        return None
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else 0.5 * (values[mid - 1] + values[mid])
-
-
 def _scale_node(n: dict) -> dict:
     return {"healthy": n["alive"] and n.get("score", 0.0) >= rules.UNHEALTHY_SCORE, "qps": n["qps"], "cpu": n["cpu"],
             "p50": n["p50"], "latency": n["latency"], "inFlight": n["inFlight"], "error": n["error"]}
@@ -374,7 +366,7 @@ class MLHub:
         # --- scores, anomalies, scaling for the visited services
         for service, nodes in snap["services"]:
             out.visited.append(service)
-            median = _median([n["latency"] for n in nodes if n["alive"] and n["latency"] is not None])
+            median = rules.median([n["latency"] for n in nodes if n["alive"] and n["latency"] is not None])
             if median is not None:
                 out.medians[service] = median
             views = []
