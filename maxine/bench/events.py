@@ -18,22 +18,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 
+from .process import maxine_server
+
 MARKER = b"event: service_deregistered\n"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -151,32 +146,22 @@ def bench_events_main(argv: list[str]) -> int:
     parser.add_argument("--target-p99-ms", type=float, default=50.0)
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args(argv)
-    proc = None
-    tmp = None
+    stack = contextlib.ExitStack()
     if args.url:
         from urllib.parse import urlparse
 
         u = urlparse(args.url)
         host, port = u.hostname, u.port or 80
     else:
-        host, port = "127.0.0.1", _free_port()
-        tmp = tempfile.TemporaryDirectory(prefix="maxine-bench-")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MAXINE_")}
-        env.update({"MAXINE_PERSISTENCE": args.persistence, "MAXINE_DATA_DIR": tmp.name, "MAXINE_FSYNC": args.fsync,
-                    "MAXINE_REDIS_PREFIX": f"maxine-bench-{os.getpid()}"})
-        proc = subprocess.Popen([sys.executable, "-m", "maxine", "serve", "--host", host, "--port", str(port),
-                                 "--log-level", "warning"], env=env)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with socket.create_connection((host, port), timeout=0.2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    proc.kill()
-                    print("server did not start", file=sys.stderr)
-                    return 1
-                time.sleep(0.05)
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="maxine-bench-"))
+        env = {"MAXINE_PERSISTENCE": args.persistence, "MAXINE_DATA_DIR": tmp, "MAXINE_FSYNC": args.fsync,
+               "MAXINE_REDIS_PREFIX": f"maxine-bench-{os.getpid()}"}
+        try:
+            server = stack.enter_context(maxine_server(env=env, output=None))
+        except RuntimeError as exc:
+            print(f"server did not start: {exc}", file=sys.stderr)
+            return 1
+        host, port = "127.0.0.1", server.port
     try:
         try:
             import uvloop
@@ -186,13 +171,7 @@ def bench_events_main(argv: list[str]) -> int:
             pass
         result = asyncio.run(_bench(host, port, args.subscribers, args.events, f"bench-events-{os.getpid()}"))
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stack.close()  # stops the server by its PID
         if args.persistence == "redis" and not args.url:
             try:
                 import redis
@@ -203,8 +182,6 @@ def bench_events_main(argv: list[str]) -> int:
                     client.delete(*keys)
             except Exception:
                 pass
-        if tmp is not None:
-            tmp.cleanup()
     result["machine"] = f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus, Python {platform.python_version()}"
     result["persistence"] = args.persistence + (f" fsync={args.fsync}" if args.persistence == "file" else "")
     ok = result["propagation_ms"]["p99"] <= args.target_p99_ms

@@ -235,7 +235,7 @@ def summarise(results: list[Result]) -> tuple[list[dict], list[str]]:
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"\n| workload | req/s | p50 ms | p99 ms | CPU µs/req | × reference | × round-robin |")
+    print("\n| workload | req/s | p50 ms | p99 ms | CPU µs/req | × reference | × round-robin |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         rr = f"{row['vs_round_robin']:.2f}" if row["vs_round_robin"] is not None else ""

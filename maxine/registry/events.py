@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
-from collections import deque
 from typing import Callable
 
 import orjson

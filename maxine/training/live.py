@@ -20,7 +20,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections import deque
 
 import numpy as np
 
