@@ -16,13 +16,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
-import subprocess
 import sys
 import time
 
 import numpy as np
 
+from ..bench.process import maxine_server
 from . import bench
 from . import scenario as scenarios
 from .simulator import _arrival_times, _service_work_ms
@@ -43,12 +42,6 @@ LIVE_DEFAULT = {
 }
 LIVE_STRATEGIES = ("round-robin", "least-connections", "least-request", "least-response-time", "p2c-peak-ewma",
                    "c3", "prequal", "orca-wrr")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Instance:
@@ -148,28 +141,6 @@ class Instance:
         self.window_busy_area = self.busy_area
         self.window_start = now
         return report
-
-
-def start_server(port: int, log_path: str) -> subprocess.Popen:
-    log = open(log_path, "wb")
-    return subprocess.Popen([sys.executable, "-m", "maxine", "serve", "--port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-async def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 20.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(base_url=url, timeout=1.0) as http:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"maxine serve exited with {proc.returncode}")
-            try:
-                await http.get("/discover", params={"serviceName": "lab-probe"})
-                return
-            except Exception:
-                await asyncio.sleep(0.1)
-    raise RuntimeError("maxine serve did not answer in time")
 
 
 async def run_strategy(url: str, sc: dict, strategy: str, seed: int, instances: list[Instance],
@@ -319,12 +290,9 @@ async def run_strategy(url: str, sc: dict, strategy: str, seed: int, instances: 
 
 async def run_live(sc: dict, strategies: list[str], seed: int, max_seconds: float, progress: bool,
                    port: int | None = None, log_path: str = "/tmp/maxine-bench-live.log") -> list[dict]:
-    port = port or free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = start_server(port, log_path)
     results = []
-    try:
-        await wait_ready(url, proc)
+    with open(log_path, "wb") as log, maxine_server(port=port, output=log) as server:  # stopped by PID
+        url = server.url
         rng = np.random.default_rng(seed)
         speeds, workers = [], []
         for group in sc["servers"]:
@@ -348,13 +316,6 @@ async def run_live(sc: dict, strategies: list[str], seed: int, max_seconds: floa
             bar.step(strategy)
         for inst in instances:
             inst.server.close()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
     return results
 
 
