@@ -13,8 +13,10 @@ The picker (never a plain argmax over predictions across registries):
 
 - candidates: the whole pool when it has at most ``scan_max`` nodes, else
   ``d`` distinct nodes drawn at random (power of d choices) — O(d) per pick;
-- cost = predicted latency × (1 + ``error_penalty`` × client error EWMA)
-  (fast failures count as slow) ÷ slow-start ramp; lowest cost wins, ties at random;
+- cost = predicted latency × (1 + ``error_penalty`` × fast-error EWMA: a failure
+  weighs 1 − latency / predicted latency, so fast failures count as slow while a
+  timeout counts only through its latency) ÷ slow-start ramp; lowest cost wins,
+  ties at random;
 - guardrails: **slow start** — a node registered later than its peers ramps
   from ``slow_start_min`` to full weight over ``slow_start_s``; **share cap** —
   a node whose decayed share of this strategy's recent dispatches exceeds
@@ -24,7 +26,10 @@ The picker (never a plain argmax over predictions across registries):
   the pick is made by ``p2c-peak-ewma`` and counted in ``fallbacks``.
 
 The model's forward pass is numpy (:mod:`maxine.models.mlp`); nothing here
-imports torch. ``pick`` never raises because of the model.
+imports torch. ``pick`` never raises because of the model, and runs it only for
+a node never scored and for at most ``inline_max`` candidates with a new load
+report; other re-scoring happens in ``learn_one`` and ``refresh_pending`` (the
+server's :func:`refresh_learned` background job).
 """
 
 from __future__ import annotations

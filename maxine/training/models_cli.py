@@ -5,7 +5,8 @@ ARGS`` to :func:`models_main`; each parses its own arguments, prints a clear
 one-line error (no traceback) on bad input, and returns an exit code.
 
     maxine train advanced-ml --data DIR [--from-sim SCENARIO ...] [--sim-seeds 0-7]
-                 [--sim-behaviours a,b] [--epochs N] [--out models/] [--version V] [--promote]
+                 [--sim-behaviours a,b] [--epochs N] [--hidden N] [--threads N] [--max-seconds S]
+                 [--out models/] [--version V] [--promote]
     maxine models list | show NAME | promote NAME VERSION | eval NAME VERSION --data DIR
 """
 
@@ -50,17 +51,17 @@ def train_main(argv: list[str]) -> int:
     parser.add_argument("--from-sim", action="append", default=[], metavar="SCENARIO",
                         help="record simulator runs of this scenario into --data first (repeatable, or "
                              "comma-separated; 'default' = the tuning scenarios)")
-    parser.add_argument("--sim-seeds", default="10-13", help="tuning seeds for --from-sim (default 10-13; "
+    parser.add_argument("--sim-seeds", default="10-14", help="tuning seeds for --from-sim (default 10-14; "
                         "must be tuning seeds 0-127)")
     parser.add_argument("--sim-behaviours", default=",".join(DEFAULT_BEHAVIOURS),
                         help="strategies whose decisions are recorded (default: %(default)s)")
     parser.add_argument("--sim-every", type=int, default=20, help="record every N-th decision (default 20)")
     parser.add_argument("--sim-requests", type=int, default=None, help="override the scenarios' request count")
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1; see train.py)")
     parser.add_argument("--max-seconds", type=float, default=45.0,
                         help="stop optimising after this many seconds (default 45; 0 = no limit)")
-    parser.add_argument("--hidden", type=int, default=32)
+    parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-rows", type=int, default=None)
     parser.add_argument("--out", default=None, help="models root (default: $MAXINE_MODELS_DIR or ./models)")

@@ -92,7 +92,7 @@ def pick_agreement(pred: np.ndarray, y: np.ndarray, key: np.ndarray) -> float:
     return float(np.mean(y[best_pred_idx] <= best_y + 1e-9))
 
 
-def train(data_dir: str, epochs: int = 6, hidden: int = 32, layers: int = 2, batch: int = 4096, lr: float = 3e-3,
+def train(data_dir: str, epochs: int = 8, hidden: int = 64, layers: int = 2, batch: int = 4096, lr: float = 3e-3,
           holdout: float = 0.2, seed: int = 0, max_rows: int | None = None, progress: bool = True,
           threads: int = 1, max_seconds: float | None = 45.0) -> dict:
     """Train and return {'arrays', 'state_dict', 'metadata', ...} (not yet written).
