@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from .settings import Settings
@@ -37,6 +38,8 @@ def serve(settings: Settings) -> int:
     from .api import create_app
     from .server import run
 
+    if settings.models_dir:  # the artifact loader reads it from the environment (maxine.models.artifacts)
+        os.environ["MAXINE_MODELS_DIR"] = settings.models_dir
     run(create_app(settings), settings)
     return 0
 

@@ -55,6 +55,8 @@ class Settings:
     ml_max_nodes: int = _setting(2000, "Instances the ML hub visits per round at most (services with new reports first, then round-robin).")
     ml_max_learn: int = _setting(128, "Nodes fed to the river learners per round at most.")
     ml_max_tracked: int = _setting(4096, "Nodes with per-node model state (drift detector, series) at most; least recently reported are forgotten.")
+    models_dir: str = _setting("", "Root of the model artifacts (default: the checkout's models/ directory).")
+    models_watch_s: float = _setting(2.0, "Seconds between checks for a newly promoted model (0: only POST /models/reload).")
     telemetry_log: bool = _setting(False, "Record discoveries, client reports, load reports and call edges to a rotating log under <data-dir>/telemetry for `maxine train advanced-ml --data DIR`.", parse=_bool)
     telemetry_log_max_mb: float = _setting(256.0, "Largest on-disk size of the telemetry log in MB (oldest segments are deleted).")
     telemetry_log_flush_s: float = _setting(10.0, "Seconds between telemetry log writes (one segment each, written by a worker thread).")

@@ -119,6 +119,13 @@ class InProcessServer:
         self.thread.join(10)
 
 
+def wait_until(condition, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
 def test_no_model_failure_reaches_discover():
     from maxine.settings import Settings
 
@@ -127,9 +134,8 @@ def test_no_model_failure_reaches_discover():
         ids = [register(c, "pay", 9100 + i) for i in range(3)]
         for nid in ids:
             c.post("/record-response-time", json={"nodeId": nid, "responseTime": 10.0})
-        time.sleep(0.2)
         hub = maxine.ml
-        assert hub.rounds > 0
+        wait_until(lambda: hub.rounds > 0)  # the first round also imports river (~2 s)
 
         # 1. the background round itself fails from now on (e.g. a river/statsmodels error)
         def broken(snap):
@@ -143,8 +149,8 @@ def test_no_model_failure_reaches_discover():
             extra["ml.ai-driven"] = object()
             extra["ml.predictive"] = object()
             extra["ml.forecast"] = (None, None)
-        time.sleep(0.2)
-        assert hub.errors > 0 and "injected" in hub.last_error
+        wait_until(lambda: hub.errors > 0)
+        assert "injected" in hub.last_error
 
         for strategy in ML_STRATEGIES:
             for _ in range(20):

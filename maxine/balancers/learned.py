@@ -358,17 +358,13 @@ class AdvancedML:
 
 async def watch_models(maxine) -> None:
     """Background task: reload the promoted ``advanced-ml`` artifact when it
-    changes (every ``$MAXINE_MODELS_WATCH_S`` seconds, default 2; 0 disables).
+    changes (every ``settings.models_watch_s`` seconds, default 2; 0 disables).
     Loading runs in a worker thread, never on the event loop; a refused
     artifact leaves the previous model serving."""
     import asyncio
     import logging
-    import os
 
-    try:
-        interval = float(os.environ.get("MAXINE_MODELS_WATCH_S", "2"))
-    except ValueError:
-        interval = 2.0
+    interval = maxine.settings.models_watch_s
     if interval <= 0:
         return
     log = logging.getLogger("maxine.models")
