@@ -11,6 +11,16 @@ import pytest
 from maxine.bench.process import free_port, maxine_server, stop_process  # noqa: F401  (shared with tests)
 
 
+class ManualClock:
+    """A clock the test moves by hand: ``clock.t += 5``."""
+
+    def __init__(self, t: float):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
 def run_server(env: dict | None = None, args: list[str] | None = None, startup_timeout: float = 30.0):
     """``maxine serve`` as a child process on a free loopback port (a context
     manager yielding an object with ``url``, ``port``, ``proc``), stopped by PID."""

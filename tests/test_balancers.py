@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
+from functools import partial
 import random
 from collections import Counter
 
 import pytest
 
+from conftest import ManualClock
 from maxine.balancers import Balancers, PickContext
 from maxine.registry import Pool, Registry
 
 
-class Clock:
-    def __init__(self, t: float = 1000.0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+Clock = partial(ManualClock, 1000.0)
 
 
 def make_pool(n: int, metadata=lambda i: {}, clock=None):
@@ -119,41 +116,37 @@ def test_unreported_dispatches_are_forgotten():
     assert state.in_flight(clock.t) == 0
 
 
-def test_peak_ewma_avoids_a_slow_node():
+def drive(strategy, pool, clock, outcome, steps: int) -> Counter:
+    """Pick, dispatch and report ``steps`` times, 1 ms apart; ``outcome(node)``
+    gives (latency ms, success). Returns picks per port."""
+    c = ctx()
+    counts = Counter()
+    for _ in range(steps):
+        clock.t += 0.001
+        c.now = clock.t
+        node = strategy.pick(pool, c)
+        node.state.on_dispatch(clock.t)
+        counts[node.port] += 1
+        node.state.on_result(*outcome(node), clock.t)
+    return counts
+
+
+@pytest.mark.parametrize("name", ["least-response-time", "p2c-peak-ewma"])
+def test_peak_ewma_avoids_a_slow_node(name):
     clock = Clock()
     _, pool = make_pool(5, clock=clock)
     slow = pool.nodes[2]
-    for name in ("least-response-time",):
-        strategy = Balancers([name]).get(name)
-        c = ctx()
-        counts = Counter()
-        for step in range(2000):
-            clock.t += 0.001
-            c.now = clock.t
-            node = strategy.pick(pool, c)
-            node.state.on_dispatch(clock.t)
-            counts[node.port] += 1
-            node.state.on_result(100.0 if node is slow else 10.0, True, clock.t)
-        assert counts[slow.port] < 0.05 * 2000, counts
+    counts = drive(Balancers([name]).get(name), pool, clock,
+                   lambda node: (100.0 if node is slow else 10.0, True), 2000)
+    assert counts[slow.port] < 0.05 * 2000, counts
 
 
 def test_peak_ewma_treats_fast_failures_as_slow():
     clock = Clock()
     _, pool = make_pool(2, clock=clock)
     good, failing = pool.nodes
-    strategy = Balancers(["least-response-time"]).get("least-response-time")
-    c = ctx()
-    counts = Counter()
-    for _ in range(1000):
-        clock.t += 0.001
-        c.now = clock.t
-        node = strategy.pick(pool, c)
-        node.state.on_dispatch(clock.t)
-        counts[node.port] += 1
-        if node is failing:
-            node.state.on_result(1.0, False, clock.t)  # fails in 1 ms
-        else:
-            node.state.on_result(20.0, True, clock.t)
+    counts = drive(Balancers(["least-response-time"]).get("least-response-time"), pool, clock,
+                   lambda node: (1.0, False) if node is failing else (20.0, True), 1000)  # fails in 1 ms
     assert counts[failing.port] < 0.1 * 1000, counts
 
 

@@ -3,18 +3,15 @@ its static files are served."""
 
 from __future__ import annotations
 
+from functools import partial
 import pytest
 
+from conftest import ManualClock
 from maxine.api import create_app
 from maxine.api.observability import BY_STRATEGY, predictions
 
 
-class Clock:
-    def __init__(self, t: float = 2_000_000.0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+Clock = partial(ManualClock, 2_000_000.0)
 
 
 @pytest.fixture

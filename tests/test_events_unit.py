@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
+from functools import partial
 import asyncio
 
+from conftest import ManualClock
 from maxine.persistence.sweeper import Sweeper, expire_locally
 from maxine.registry import Registry
 from maxine.registry.events import EventHub
 
 
-class Clock:
-    def __init__(self, t: float = 1000.0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+Clock = partial(ManualClock, 1000.0)
 
 
 def test_history_is_bounded_and_reports_gaps():

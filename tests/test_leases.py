@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
+from functools import partial
 import time
 
 import httpx
 import orjson
 
+from conftest import ManualClock
 from maxine.registry import EXPIRED, Registry
 
 
-class Clock:
-    def __init__(self, t: float = 0.0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+Clock = partial(ManualClock, 0.0)
 
 
 def test_expired_instance_is_never_returned_before_the_sweep():

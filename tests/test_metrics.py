@@ -4,10 +4,13 @@ that are optional and can never break a scrape."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from conftest import ManualClock
 from maxine.api import create_app
 from maxine.api import observability as obs_mod
 from maxine.api.observability import LatencyHistogram, attach, health_score
@@ -30,12 +33,7 @@ def value(families, family, sample=None, **labels):
     raise KeyError((family, sample, labels))
 
 
-class Clock:
-    def __init__(self, t: float = 1_000_000.0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+Clock = partial(ManualClock, 1_000_000.0)
 
 
 def server_state(clock=None) -> tuple[Maxine, object]:

@@ -6,19 +6,16 @@ Everything here runs the real hub (river, statsmodels); only the clock is ours.
 
 from __future__ import annotations
 
+from functools import partial
 import pytest
 
+from conftest import ManualClock
 from maxine.api.operations import Maxine
 from maxine.models import anomalies as rules
 from maxine.models.hub import install
 
 
-class Clock:
-    def __init__(self, t: float = 10_000.0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+Clock = partial(ManualClock, 10_000.0)
 
 
 def make(n=4, ttl=30.0, service="svc", forecast=True):
