@@ -156,14 +156,12 @@ class Nearest:
     def pick(self, pool, ctx):
         nodes = pool.nodes
         if ctx.lat is not None and ctx.lon is not None:
-            best, best_d = None, math.inf
-            for node in nodes:
-                lat, lon = _coordinate(node.metadata.get("lat")), _coordinate(node.metadata.get("lon"))
-                if lat is None or lon is None:
-                    continue
-                d = _haversine_km(ctx.lat, ctx.lon, lat, lon)
-                if d < best_d:
-                    best, best_d = node, d
+            key = ("nearest", ctx.lat, ctx.lon)  # the pool is immutable: the answer holds until it changes
+            best = pool.cache.get(key, pool)
+            if best is pool:
+                best = self._nearest(nodes, ctx.lat, ctx.lon)
+                if len(pool.cache) < 512:
+                    pool.cache[key] = best
             if best is not None:
                 return best
         for field, wanted in (("zone", ctx.zone), ("region", ctx.region)):
@@ -173,6 +171,18 @@ class Nearest:
             if local:
                 return self.within.pick(_Subset(pool, local, field, wanted), ctx)
         return self.within.pick(pool, ctx)
+
+    @staticmethod
+    def _nearest(nodes, lat0: float, lon0: float):
+        best, best_d = None, math.inf
+        for node in nodes:
+            lat, lon = _coordinate(node.metadata.get("lat")), _coordinate(node.metadata.get("lon"))
+            if lat is None or lon is None:
+                continue
+            d = _haversine_km(lat0, lon0, lat, lon)
+            if d < best_d:
+                best, best_d = node, d
+        return best
 
 
 class _Subset:
