@@ -16,7 +16,7 @@ from ..settings import Settings
 from ..persistence import install as install_durability
 from .events_routes import events_routes
 from .dashboard_routes import observability_routes
-from .fastpath import FastPath
+from .fastpath import INTERNAL, FastPath
 from .operations import Maxine
 from .routes import core_routes, json_response
 
@@ -90,7 +90,7 @@ def create_app(settings: Settings | None = None, maxine: Maxine | None = None) -
     @api.exception_handler(Exception)
     async def internal_error(request, exc: Exception):
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return json_response(500, {"error": "Internal error; the request was not applied"})
+        return json_response(500, INTERNAL)
 
     front = FastPath(maxine, api, enabled=settings.fast_path)
     front.api = api

@@ -21,7 +21,7 @@ log = logging.getLogger("maxine.api")
 
 INVALID_JSON = {"error": "Invalid JSON"}
 TOO_LARGE = {"error": "Request body too large"}
-INTERNAL = {"error": "Internal error; the request was not applied"}
+INTERNAL = {"error": "Internal error (logged by the server); retry the request"}
 
 
 class FastPath:
