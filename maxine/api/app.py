@@ -12,11 +12,15 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
 from .. import __version__
-from ..settings import Settings
+from ..balancers.learned import refresh_learned, watch_models
+from ..models.hub import install as install_ml
 from ..persistence import install as install_durability
+from ..settings import Settings
+from ..telemetry_recorder import install as install_telemetry_log
 from .events_routes import events_routes
 from .dashboard_routes import observability_routes
 from .fastpath import INTERNAL, FastPath
+from .ml_routes import ml_routes
 from .operations import Maxine
 from .routes import core_routes, json_response
 
@@ -44,10 +48,9 @@ def create_app(settings: Settings | None = None, maxine: Maxine | None = None) -
     settings = settings or (maxine.settings if maxine else Settings())
     maxine = maxine or Maxine(settings)
     install_durability(maxine)  # events, persistence, sweeper with self-preservation, MQTT
-    from ..telemetry_recorder import install as install_telemetry_log; install_telemetry_log(maxine)  # noqa: E702  opt-in telemetry log
-    from ..models.hub import install as install_ml; install_ml(maxine)  # noqa: E702  learners, forecasts, inference cache
-    from ..balancers.learned import watch_models; maxine.background.append(watch_models)  # noqa: E702  advanced-ml hot reload
-    from ..balancers.learned import refresh_learned; maxine.background.append(refresh_learned)  # noqa: E702  advanced-ml cache refresh off /discover
+    install_telemetry_log(maxine)  # opt-in telemetry log
+    install_ml(maxine)  # online learners, forecasts, inference cache
+    maxine.background += [watch_models, refresh_learned]  # advanced-ml: hot reload, cache refresh off /discover
     if maxine.sweeper is None and sweep_leases not in maxine.background:
         maxine.background.insert(0, sweep_leases)
 
@@ -75,7 +78,7 @@ def create_app(settings: Settings | None = None, maxine: Maxine | None = None) -
     api.include_router(core_routes(maxine))
     api.include_router(observability_routes(maxine))
     api.include_router(events_routes(maxine))
-    from .ml_routes import ml_routes; api.include_router(ml_routes(maxine))  # noqa: E702
+    api.include_router(ml_routes(maxine))
 
     @api.exception_handler(HTTPException)
     async def http_error(request, exc: HTTPException):

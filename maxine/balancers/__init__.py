@@ -76,6 +76,11 @@ def _client_ip(ctx: PickContext):
 
 
 def _builtin():
+    # imported here: these modules build on this package's parts (pickers, estimates)
+    from .adaptive import register_adaptive
+    from .learned import AdvancedML
+    from .ml_strategies import register_ml
+
     register("round-robin", RoundRobin)
     register("random", RandomPick)
     register("weighted-random", WeightedRandom)
@@ -87,9 +92,9 @@ def _builtin():
     register("geo-aware", lambda: Nearest(FullScan(InFlight(), "least-connections")))
     register("cost-aware", lambda: FullScan(MetadataCost(), "cost-aware"))
     register("least-response-time", lambda: FullScan(PeakEwma(), "least-response-time"))
-    from .adaptive import register_adaptive; register_adaptive(register)  # noqa: E702
-    register("advanced-ml", lambda: __import__("maxine.balancers.learned", fromlist=["AdvancedML"]).AdvancedML())
-    from .ml_strategies import register_ml; register_ml(register)  # noqa: E702
+    register_adaptive(register)
+    register("advanced-ml", AdvancedML)
+    register_ml(register)
 
 
 _builtin()
