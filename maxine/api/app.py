@@ -27,19 +27,6 @@ from .routes import core_routes, json_response
 log = logging.getLogger("maxine")
 
 
-async def sweep_leases(maxine: Maxine) -> None:
-    """Expire passed leases in small batches so a mass expiry never stalls discovery."""
-    interval = maxine.settings.sweep_interval
-    batch = 500
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            while maxine.registry.sweep(limit=batch) == batch:
-                await asyncio.sleep(0)
-        except Exception:
-            log.exception("lease sweep failed; retrying next tick")
-
-
 def create_app(settings: Settings | None = None, maxine: Maxine | None = None) -> FastPath:
     """Build the ASGI app: the fast path in front of the FastAPI app.
 
@@ -47,12 +34,10 @@ def create_app(settings: Settings | None = None, maxine: Maxine | None = None) -
     cancelled at shutdown; feature modules append to it."""
     settings = settings or (maxine.settings if maxine else Settings())
     maxine = maxine or Maxine(settings)
-    install_durability(maxine)  # events, persistence, sweeper with self-preservation, MQTT
+    install_durability(maxine)  # events, persistence, the lease sweeper (self-preservation), MQTT
     install_telemetry_log(maxine)  # opt-in telemetry log
     install_ml(maxine)  # online learners, forecasts, inference cache
     maxine.background += [watch_models, refresh_learned]  # advanced-ml: hot reload, cache refresh off /discover
-    if maxine.sweeper is None and sweep_leases not in maxine.background:
-        maxine.background.insert(0, sweep_leases)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
