@@ -42,6 +42,23 @@ def test_discovery_skips_an_expired_instance_in_a_cached_pool():
     assert maxine.discover(b"serviceName=svc")[0] == 404
 
 
+def test_discovery_leaves_expiry_to_the_sweeper_and_serves_a_held_lease_again():
+    from maxine.api import Maxine
+
+    clock = Clock()
+    maxine = Maxine(registry=Registry(default_ttl=10.0, clock=clock), clock=clock)
+    registry = maxine.registry
+    registry.register("svc", "h", 1)
+    registry.register("svc", "h", 2)
+    assert maxine.discover(b"serviceName=svc")[0] == 200
+    clock.t = 11.0
+    assert maxine.discover(b"serviceName=svc")[0] == 404
+    assert len(registry.nodes) == 2  # not expired by a read: the sweeper decides
+    registry.set_deadline(registry.nodes["svc:h:1"], 20.0)  # e.g. held by self-preservation
+    picks = {orjson.loads(maxine.discover(b"serviceName=svc")[1])["port"] for _ in range(6)}
+    assert picks == {1}
+
+
 def test_sweep_only_touches_due_leases():
     clock = Clock()
     registry = Registry(default_ttl=30.0, clock=clock)

@@ -131,14 +131,17 @@ class Maxine:
             ip = client_ip(scope) if scope else None
             ctx.client_ip = ip
             ctx.client_key = query.client_id or (header(scope, b"x-client-id") if scope else None) or ip
-        for _ in range(8):  # each retry removes one expired instance from the pool
+        for _ in range(2):
             pool = registry.pool(query.service, query.version, query.tags)
             if not pool:
                 return 404, SERVICE_UNAVAILABLE
             node = strategy.pick(pool, ctx)
             if now < node.deadline:
                 break
-            registry.expire(node)  # its lease passed before the sweep got to it
+            # Its lease passed and the sweeper has not acted yet: never serve it, but leave
+            # the expiry to the sweeper (self-preservation, grace, one decider across replicas).
+            # The rebuilt pool holds only live instances.
+            registry.drop_pools(query.service)
         else:
             return 404, SERVICE_UNAVAILABLE
         name = query.strategy_name

@@ -247,8 +247,7 @@ class RedisStore:
                 elif res == b"0":  # gone from Redis: another replica expired or removed it
                     registry.expire(inst)
                 else:  # another replica renewed it
-                    inst.deadline = float(res)
-                    registry.leases.schedule(inst)
+                    registry.set_deadline(inst, float(res))
         finally:
             self._expiring = False
         return expired
@@ -276,9 +275,7 @@ class RedisStore:
                     if inst is None:
                         continue
                     if deadline > inst.deadline:
-                        inst.deadline = deadline
-                        inst.last_heartbeat = last
-                        self.registry.leases.schedule(inst)
+                        self.registry.set_deadline(inst, deadline, last)
                     if load:
                         inst.state.on_load_report(now, **load)
             self.applied += 1
@@ -301,10 +298,9 @@ class RedisStore:
                 inst.deadline, inst.last_heartbeat = keep
                 inst.registered_at = rec.get("registeredAt", inst.registered_at)
             if float(rec["deadline"]) > inst.deadline:  # leases only move forward here
-                inst.deadline = float(rec["deadline"])
-                inst.last_heartbeat = rec.get("lastHeartbeat", inst.last_heartbeat)
-            inst.scheduled_deadline = None
-            registry.leases.schedule(inst)
+                registry.set_deadline(inst, float(rec["deadline"]), rec.get("lastHeartbeat", inst.last_heartbeat))
+            else:
+                registry.leases.schedule(inst)
         finally:
             self._remote = was_remote
 

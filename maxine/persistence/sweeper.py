@@ -60,8 +60,7 @@ class Sweeper:
     def hold(self, insts, now: float) -> None:
         until = now + self.hold_for()
         for inst in insts:
-            inst.deadline = max(inst.deadline, until)
-            self.registry.leases.schedule(inst)
+            self.registry.set_deadline(inst, max(inst.deadline, until))
             if self.active:
                 self.held[inst.node_id] = inst
 
@@ -83,8 +82,7 @@ class Sweeper:
             # leases running out during the grace window wait for a heartbeat.
             graced = [i for i in due if i.deadline >= self.started_at]
             for inst in graced:
-                inst.deadline = max(inst.deadline, self.grace_until)
-                registry.leases.schedule(inst)
+                registry.set_deadline(inst, max(inst.deadline, self.grace_until))
             due = [i for i in due if i.deadline < self.started_at]
             if not due:
                 return 0
@@ -127,9 +125,7 @@ class Sweeper:
         log.warning("self-preservation OFF: heartbeats recovered (%d of %d still stale); eviction resumes",
                     len(stale), total)
         for inst in stale.values():  # back to their real lease: they expire on the next ticks
-            inst.deadline = inst.last_heartbeat + inst.ttl
-            inst.scheduled_deadline = None
-            registry.leases.schedule(inst)
+            registry.set_deadline(inst, inst.last_heartbeat + inst.ttl)
         self.held = {}
         self.recent.clear()
         self.recent_total = 0

@@ -135,6 +135,24 @@ class Registry:
         if self.nodes.get(inst.node_id) is inst:
             self._remove(inst, EXPIRED, self.clock())
 
+    def set_deadline(self, inst: Instance, deadline: float, last_heartbeat: float | None = None) -> None:
+        """Move a lease without a change event (a renewal seen by another replica,
+        the sweeper holding or releasing it). An instance whose lease had passed may
+        have been left out of its service's cached pools, so they are rebuilt."""
+        passed = not inst.alive(self.clock())
+        inst.deadline = deadline
+        if last_heartbeat is not None:
+            inst.last_heartbeat = last_heartbeat
+        self.leases.schedule(inst)
+        if passed:
+            self.drop_pools(inst.service_name)
+
+    def drop_pools(self, service_name: str) -> None:
+        """Forget a service's cached pools; the next query rebuilds them from live instances."""
+        svc = self.services.get(service_name)
+        if svc is not None:
+            svc.pools.clear()
+
     def sweep(self, limit: int = 1000) -> int:
         """Expire up to ``limit`` instances whose lease has passed."""
         now = self.clock()
@@ -176,8 +194,9 @@ class Registry:
     def pool(self, service_name: str, version: str | None = None, tags: tuple = ()) -> Pool | None:
         """The candidates for a discovery query, cached until the service changes.
 
-        Expired instances may still sit in a cached pool until swept; callers
-        check the deadline of what they pick (see :meth:`Registry.expire`)."""
+        An instance whose lease passed may still sit in a cached pool until the
+        sweeper decides its fate; callers check the deadline of what they pick
+        and :meth:`drop_pools` to rebuild without it."""
         svc = self.services.get(service_name)
         if svc is None:
             return None
