@@ -20,6 +20,7 @@ All of them are confined to the hub's worker thread.
 from __future__ import annotations
 
 import math
+from functools import cached_property
 
 from .features import FEATURES
 
@@ -36,21 +37,18 @@ class LatencyPredictor:
 
     def __init__(self, lr: float = 0.01):
         self.lr = lr
-        self._model = None
         self.n = 0
         self.mae = None  # EWMA of |log1p error|
         self.last_error: str | None = None
 
-    @property
+    @cached_property
     def model(self):
-        if self._model is None:
-            from river import compose, linear_model, optim, preprocessing
+        from river import compose, linear_model, optim, preprocessing
 
-            self._model = compose.Pipeline(
-                preprocessing.StandardScaler(),
-                linear_model.LinearRegression(optimizer=optim.SGD(self.lr), l2=1e-4),
-            )
-        return self._model
+        return compose.Pipeline(
+            preprocessing.StandardScaler(),
+            linear_model.LinearRegression(optimizer=optim.SGD(self.lr), l2=1e-4),
+        )
 
     def learn_one(self, x, y: float | None = None) -> None:
         if y is None:
@@ -86,21 +84,18 @@ class AnomalyDetector:
 
     def __init__(self, window: int = 64, warmup: int | None = None, seed: int = 7):
         self.window, self.seed = window, seed
-        self._model = None
         self.warmup = 2 * window if warmup is None else warmup
         self.n = 0
         self.last_error: str | None = None
 
-    @property
+    @cached_property
     def model(self):
-        if self._model is None:
-            from river import anomaly, compose, preprocessing
+        from river import anomaly, compose, preprocessing
 
-            self._model = compose.Pipeline(
-                preprocessing.MinMaxScaler(),
-                anomaly.HalfSpaceTrees(n_trees=10, height=6, window_size=self.window, seed=self.seed),
-            )
-        return self._model
+        return compose.Pipeline(
+            preprocessing.MinMaxScaler(),
+            anomaly.HalfSpaceTrees(n_trees=10, height=6, window_size=self.window, seed=self.seed),
+        )
 
     def learn_one(self, x, y=None) -> None:
         try:
@@ -128,18 +123,15 @@ class DriftDetector:
 
     def __init__(self, delta: float = 0.002):
         self.delta = delta
-        self._model = None
         self.n = 0
         self.detections = 0
         self.last_change = None  # (before, after) estimations at the last drift
 
-    @property
+    @cached_property
     def model(self):
-        if self._model is None:
-            from river import drift
+        from river import drift
 
-            self._model = drift.ADWIN(delta=self.delta)
-        return self._model
+        return drift.ADWIN(delta=self.delta)
 
     def learn_one(self, x, y: float | None = None) -> bool:
         value = x if y is None else y
