@@ -262,6 +262,13 @@ class Simulation:
                 rif_area[i] += in_sys[i] * dt
                 last_change[i] = now
 
+        def begin(i, r, now):
+            """Start serving request r on server i; returns when it completes."""
+            d = work_s[r] / speed[i]
+            svc_dur[r] = d
+            serving[i][r] = now
+            return now + d
+
         perf = time.perf_counter
         decision_s = 0.0
         warm_index = int(float(sc["warmup_fraction"]) * n_req)
@@ -325,10 +332,7 @@ class Simulation:
                 in_sys[i] += 1
                 if busy[i] < workers[i]:
                     busy[i] += 1
-                    d = work_s[r] / speed[i]
-                    svc_dur[r] = d
-                    serving[i][r] = now
-                    push(heap, (now + d, seq, _DONE, r, 0.0, 0))
+                    push(heap, (begin(i, r, now), seq, _DONE, r, 0.0, 0))
                     seq += 1
                 else:
                     queues[i].append(r)
@@ -346,10 +350,7 @@ class Simulation:
                     q = queues[i]
                     if q:
                         nxt = q.popleft()
-                        d = work_s[nxt] / speed[i]
-                        svc_dur[nxt] = d
-                        serving[i][nxt] = now
-                        push(heap, (now + d, seq, _DONE, nxt, 0.0, 0))
+                        push(heap, (begin(i, nxt, now), seq, _DONE, nxt, 0.0, 0))
                         seq += 1
                     else:
                         busy[i] -= 1
