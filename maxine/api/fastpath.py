@@ -10,7 +10,6 @@ the same operations and documents them at ``/docs``.
 from __future__ import annotations
 
 import logging
-from bisect import bisect_right
 from time import perf_counter
 
 from .asgi import BadJson, BodyTooLarge, read_json, send_json
@@ -44,11 +43,8 @@ class FastPath:
             if method == "GET" and path == "/discover" and self.discover_enabled:
                 started = perf_counter()
                 status, payload = maxine.discover(scope["query_string"], scope)
-                elapsed = perf_counter() - started
-                latency = maxine.discover_latency
-                latency.counts[bisect_right(latency.bounds, elapsed)] += 1
-                latency.total[0] += elapsed
-            elif (method, path) in self.body_ops:
+                maxine.discover_latency.observe(perf_counter() - started)
+            elif (operation := self.body_ops.get((method, path))) is not None:
                 try:
                     body = await read_json(scope, receive, self.limit)
                 except BodyTooLarge:
@@ -56,7 +52,7 @@ class FastPath:
                 except BadJson:
                     status, payload = 400, INVALID_JSON
                 else:
-                    status, payload = self.body_ops[method, path](body)
+                    status, payload = operation(body)
             else:
                 await self.app(scope, receive, self._counting(send))
                 return

@@ -59,10 +59,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class LatencyHistogram:
     """A fixed-bucket histogram of plain ints, cheap enough for the discovery path.
 
-    The fast path updates it inline (no method call)::
-
-        h.counts[bisect_right(h.bounds, seconds)] += 1
-        h.total[0] += seconds
+    The fast path calls :meth:`observe` once per discovery (a bisect and two adds).
     """
 
     __slots__ = ("bounds", "counts", "total")

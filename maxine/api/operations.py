@@ -19,7 +19,7 @@ from ..balancers import Balancers, PickContext
 from ..registry import CallGraph, Registry
 from ..settings import Settings
 from . import validation
-from .observability import BY_STRATEGY, LatencyHistogram
+from .observability import LatencyHistogram, count_dispatch
 from .asgi import client_ip, header
 from .validation import Invalid
 
@@ -149,10 +149,7 @@ class Maxine:
             self.recorder.discovery(now, node, name)
         node.state.on_dispatch(now)
         self.discoveries[name] = self.discoveries.get(name, 0) + 1
-        by = node.state.extra.get(BY_STRATEGY)  # per-node picks by strategy, for the dashboard
-        if by is None:
-            by = node.state.extra[BY_STRATEGY] = {}
-        by[name] = by.get(name, 0) + 1
+        count_dispatch(node, name)  # per-node picks by strategy, for the dashboard
         body = node._bodies.get(name)
         if body is None:
             body = node._bodies[name] = orjson.dumps({
