@@ -41,6 +41,7 @@ from collections import deque
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from ..models import health
 from ..registry import REGISTERED
 
 log = logging.getLogger("maxine.observability")
@@ -98,7 +99,7 @@ class LatencyHistogram:
 
 
 def count_dispatch(node, strategy: str) -> None:
-    """What the discovery path does per pick (inlined there; this is the reference)."""
+    """Count one pick of ``strategy`` on ``node`` (called by discovery)."""
     extra = node.state.extra
     by = extra.get(BY_STRATEGY)
     if by is None:
@@ -107,37 +108,8 @@ def count_dispatch(node, strategy: str) -> None:
 
 
 # --- health score ----------------------------------------------------------------------
-def health_score(inst, now: float, service_latency_ms: float | None = None) -> float:
-    """A simple 0-100 health score from telemetry, until a learned one exists.
-
-    100 for a node without errors, no slower than its service's median latency
-    and with a fresh lease; multiplied by (1 - error rate) (the EWMA of reported
-    outcomes, or the node's self-reported rate if higher), by
-    ``1/sqrt(latency / service median)`` when slower than the median, and
-    down to 0 as its last heartbeat ages from half its TTL to the full TTL."""
-    state = inst.state
-    err = state.error_ewma
-    if state.error_rate is not None:
-        err = max(err, state.error_rate)
-    score = 100.0 * (1.0 - min(max(err, 0.0), 1.0))
-    latency = state.peak_ewma(now)
-    if latency is not None and service_latency_ms and latency > service_latency_ms > 0:
-        score /= math.sqrt(latency / service_latency_ms)
-    if inst.ttl > 0:
-        stale = (now - inst.last_heartbeat) / inst.ttl
-        if stale > 0.5:
-            score *= max(0.0, 1.0 - (stale - 0.5) * 2.0)
-    if not inst.alive(now):
-        score = 0.0
-    return round(score, 2)
-
-
-def _median(values) -> float | None:
-    values = sorted(v for v in values if v is not None)
-    if not values:
-        return None
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2.0
+# The dashboard's score when the ML hub has none cached: the hub's own formula.
+health_score = health.node_score
 
 
 # --- model hooks -------------------------------------------------------------------------
@@ -343,7 +315,7 @@ class Observability:
             live = registry.live_instances(name)
             if not live:
                 continue
-            median = _median(i.state.peak_ewma(now) for i in live)
+            median = health.service_latency(live, now)
             preds = predictions(maxine, name) or {}
             scores = learned_scores(maxine, name)
             for inst in sorted(live, key=lambda i: i.node_id)[:MAX_TRACKED_NODES - tracked]:
@@ -392,7 +364,7 @@ class Observability:
             live = registry.live_instances(name)
             if not live:
                 continue
-            median = _median(i.state.peak_ewma(now) for i in live)
+            median = health.service_latency(live, now)
             scores = learned_scores(maxine, name)
             learned = learned or bool(scores)
             instances = []

@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from .health import median
+
 SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 TYPES = ("high_response_time", "response_time_trend", "stale_heartbeat", "high_error_rate",
          "no_healthy_nodes", "no_nodes", "anomaly_score", "drift")
@@ -60,15 +62,6 @@ def _a(service, node_id, kind, value, threshold, severity) -> dict:
     out["value"] = None if value is None else (round(value, 4) if isinstance(value, float) else value)
     out["threshold"] = None if threshold is None else (round(threshold, 4) if isinstance(threshold, float) else threshold)
     return out
-
-
-def median(values):
-    """The median, or None for no values."""
-    values = sorted(values)
-    if not values:
-        return None
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else 0.5 * (values[mid - 1] + values[mid])
 
 
 def no_nodes(service: str, empty_for_s: float) -> dict:

@@ -20,13 +20,18 @@ ANOMALY_WEIGHT = 0.5
 DRIFT_FACTOR = 0.8
 
 
-def service_latency(nodes, now: float) -> float | None:
-    """The median Peak-EWMA latency of the nodes that have one."""
-    values = sorted(v for v in (n.state.peak_ewma(now) for n in nodes) if v is not None)
+def median(values) -> float | None:
+    """The median of the values that are not None, or None if there are none."""
+    values = sorted(v for v in values if v is not None)
     if not values:
         return None
     mid = len(values) // 2
     return values[mid] if len(values) % 2 else 0.5 * (values[mid - 1] + values[mid])
+
+
+def service_latency(nodes, now: float) -> float | None:
+    """The median Peak-EWMA latency of the nodes that have one."""
+    return median(n.state.peak_ewma(now) for n in nodes)
 
 
 def error_rate(state) -> float:

@@ -365,7 +365,7 @@ class MLHub:
         # --- scores, anomalies, scaling for the visited services
         for service, nodes in snap["services"]:
             out.visited.append(service)
-            median = rules.median([n["latency"] for n in nodes if n["alive"] and n["latency"] is not None])
+            median = health.median([n["latency"] for n in nodes if n["alive"] and n["latency"] is not None])
             if median is not None:
                 out.medians[service] = median
             views = []
