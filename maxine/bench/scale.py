@@ -24,6 +24,7 @@ import time
 
 import httpx
 
+from ..progress import Progress
 from .http import machine, parse_wrk
 from .process import ServerProcess, maxine_server
 
@@ -34,14 +35,6 @@ def rss_kib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
-
-
-def progress(label: str, done: int, total: int) -> None:
-    width = 30
-    filled = int(width * done / max(total, 1))
-    print(f"\r  {label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end="", file=sys.stderr)
-    if done >= total:
-        print(file=sys.stderr)
 
 
 async def _post_loop(host: str, port: int, path: str, bodies, counter: list, on_progress) -> None:
@@ -77,10 +70,11 @@ async def register_many(url: str, bodies: list[dict], concurrency: int, label: s
     host, port = url.removeprefix("http://").split(":")
     counter = [0]
     step = max(1, len(bodies) // 50)
+    bar = Progress(len(bodies), label)
 
     def on_progress():
         if counter[0] % step == 0 or counter[0] == len(bodies):
-            progress(label, counter[0], len(bodies))
+            bar.update(counter[0])
 
     shards = [bodies[i::concurrency] for i in range(concurrency)]
     started = time.perf_counter()

@@ -14,6 +14,7 @@ import os
 import sys
 import time
 
+from ..progress import Progress
 from . import scenario as scenarios
 from .simulator import ORACLE, simulate, strategy_names
 
@@ -46,29 +47,6 @@ def _run(job):
     return result
 
 
-class Progress:
-    def __init__(self, total: int, stream=sys.stderr, enabled: bool = True):
-        self.total = total
-        self.done = 0
-        self.stream = stream
-        self.enabled = enabled
-        self.start = time.perf_counter()
-
-    def step(self, label: str = "") -> None:
-        self.done += 1
-        if not self.enabled:
-            return
-        width = 30
-        filled = int(width * self.done / self.total)
-        elapsed = time.perf_counter() - self.start
-        eta = elapsed / self.done * (self.total - self.done)
-        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} runs "
-                          f"{elapsed:5.1f}s elapsed, ~{eta:4.0f}s left  {label[:40]:<40}")
-        self.stream.flush()
-        if self.done == self.total:
-            self.stream.write("\n")
-
-
 def run_matrix(scs: list[dict], strategies: list[str], seeds_override=None, processes: int | None = None,
                progress: bool = True) -> list[dict]:
     """All runs, one result dict per (scenario, strategy, seed)."""
@@ -79,7 +57,7 @@ def run_matrix(scs: list[dict], strategies: list[str], seeds_override=None, proc
                 jobs.append((sc, strategy, seed))
     # longest first (the overloaded scenarios run long queues), for better packing
     processes = processes or os.cpu_count() or 1
-    bar = Progress(len(jobs), enabled=progress)
+    bar = Progress(len(jobs), "runs", enabled=progress)
     results = []
     if processes <= 1 or len(jobs) == 1:
         for job in jobs:

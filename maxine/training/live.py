@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 from ..bench.process import maxine_server
+from ..progress import Progress
 from . import bench
 from . import scenario as scenarios
 from .simulator import _arrival_times, _service_work_ms
@@ -305,7 +306,7 @@ async def run_live(sc: dict, strategies: list[str], seed: int, max_seconds: floa
                      for i, (s, w) in enumerate(zip(speeds, workers))]
         for inst in instances:
             await inst.start()
-        bar = bench.Progress(len(strategies), enabled=progress)
+        bar = Progress(len(strategies), "strategies", enabled=progress)
         started = time.perf_counter()
         for strategy in strategies:
             left = max_seconds - (time.perf_counter() - started)

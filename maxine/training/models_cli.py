@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 TRAINABLE = ("advanced-ml",)
 DEFAULT_SIM_SCENARIOS = ("homogeneous", "speed-spread-10x", "slow-server-middle", "rotating-slow",

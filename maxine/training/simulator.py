@@ -120,7 +120,7 @@ class _View:
 
     __slots__ = ("balancers", "strategy", "nodes", "pool", "ctx", "observers")
 
-    def __init__(self, sim: "Simulation", strategy_name: str, seed: int, extra_factories: dict):
+    def __init__(self, sim: "Simulation", strategy_name: str, seed: int, extra_factories: dict, wrap=None):
         self.nodes = tuple(
             Instance(SERVICE, "10.0.0.1", 10000 + i, {"sim_index": i}, ttl=1e12, now=0.0, dispatch_ttl=1e9)
             for i in range(sim.n)
@@ -133,14 +133,19 @@ class _View:
             self.balancers.observers = [strategy] if hasattr(strategy, "learn_one") else []
         else:
             self.balancers = Balancers([strategy_name])
+        if wrap is not None:  # e.g. the telemetry recorder around the real strategy
+            strategy = self.balancers.strategies[strategy_name] = wrap(self.balancers.strategies[strategy_name])
+            self.balancers.observers = [strategy] if hasattr(strategy, "learn_one") else []
         self.strategy = self.balancers.get(strategy_name)
         self.observers = bool(self.balancers.observers)
         self.ctx = PickContext(now=0.0, rng=random.Random(seed), client_key=None)
 
 
 class Simulation:
-    def __init__(self, scenario: dict, strategy: str, seed: int, timeline_bins: int = 40):
+    def __init__(self, scenario: dict, strategy: str, seed: int, timeline_bins: int = 40, wrap=None):
+        """``wrap(strategy) -> strategy``, if given, wraps each registry's strategy object."""
         self.sc = scenario
+        self.wrap = wrap
         self.strategy_name = strategy
         self.seed = seed
         self.timeline_bins = timeline_bins
@@ -196,7 +201,7 @@ class Simulation:
         extra = dict(lab_only_factories())
         extra[ORACLE] = lambda: FullScan(OracleEstimate(self), ORACLE)
         k_views = clients if model == "multi" else 1
-        views = [_View(self, self.strategy_name, strategy_seed + v, extra) for v in range(k_views)]
+        views = [_View(self, self.strategy_name, strategy_seed + v, extra, self.wrap) for v in range(k_views)]
         if model == "multi":
             for v in views:  # each dispatcher sees 1/K of the traffic (C3's n_clients)
                 v.ctx.params = {"clients": clients}

@@ -40,6 +40,7 @@ import zipfile
 import numpy as np
 
 from ..models.features import RAW, raw_row
+from ..progress import Progress
 
 LOG_VERSION = 1
 EXTRA = ("decision", "node", "chosen", "true_delay_ms", "latency_ms", "success", "seed")
@@ -219,24 +220,10 @@ class _Recorder:
 
 def record_run(sc: dict, behaviour: str, seed: int, writer: TelemetryLogWriter, every: int = 1) -> dict:
     """Simulate ``behaviour`` on ``sc`` with ``seed`` and log its decisions."""
-    from ..balancers import Balancers, factories, register, _factories
     from .simulator import Simulation
 
-    from ..balancers.adaptive import lab_only_factories
-    from ..balancers.pickers import FullScan
-    from .simulator import ORACLE, OracleEstimate
-
-    name = f"__record__:{behaviour}"
-    sim = Simulation(sc, name, seed)
-    if behaviour == ORACLE:
-        inner_factory = lambda: FullScan(OracleEstimate(sim), ORACLE)  # noqa: E731
-    else:
-        inner_factory = {**lab_only_factories(), **factories()}[behaviour]
-    register(name, lambda: _Recorder(inner_factory(), sim, writer, seed, every))
-    try:
-        result = sim.run()
-    finally:
-        _factories.pop(name, None)
+    sim = Simulation(sc, behaviour, seed, wrap=lambda strategy: _Recorder(strategy, sim, writer, seed, every))
+    result = sim.run()
     result["strategy"] = behaviour
     return result
 
@@ -246,25 +233,14 @@ def record_runs(scs: list[dict], behaviours: list[str], seeds: list[int] | None,
     """Record every scenario × behaviour × seed (None: each scenario's own
     seeds) into ``directory``; returns rows written and appends each run's
     summary to ``results`` when given."""
-    import sys
-
     writer = TelemetryLogWriter(directory, meta={"source": "simulator"})
-    total = sum(len(behaviours) * len(seeds or sc["seeds"]) for sc in scs)
-    k = 0
-    t0 = time.perf_counter()
+    bar = Progress(sum(len(behaviours) * len(seeds or sc["seeds"]) for sc in scs), "record", enabled=progress)
     for sc in scs:
         for behaviour in behaviours:
             for seed in (seeds or sc["seeds"]):
                 result = record_run(sc, behaviour, seed, writer, every)
                 if results is not None:
                     results.append(result)
-                k += 1
-                if progress:
-                    bar = int(30 * k / total)
-                    sys.stderr.write(f"\r[{'#' * bar}{'.' * (30 - bar)}] {k}/{total} recorded runs "
-                                     f"{time.perf_counter() - t0:5.1f}s  {sc['name'][:24]} {behaviour[:20]:<20}")
-                    sys.stderr.flush()
+                bar.step(f"{sc['name'][:24]} {behaviour[:15]}")
     writer.close()
-    if progress:
-        sys.stderr.write("\n")
     return writer.rows_written

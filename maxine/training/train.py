@@ -26,6 +26,7 @@ import time
 import numpy as np
 
 from ..models.features import FEATURES, feature_matrix
+from ..progress import Progress
 from .telemetry_log import TelemetryLogError, read_log
 
 MODEL = "advanced-ml"
@@ -34,18 +35,6 @@ FAIL_FACTOR = 5.0
 
 class TrainError(Exception):
     """A clear reason the training cannot run (no traceback for the user)."""
-
-
-def _bar(label: str, done: int, total: int, start: float, stream=sys.stderr, enabled=True):
-    if not enabled:
-        return
-    width = 30
-    filled = int(width * done / max(total, 1))
-    stream.write(f"\r{label:<10}[{'#' * filled}{'.' * (width - filled)}] {done}/{total} "
-                 f"{time.perf_counter() - start:5.1f}s")
-    if done >= total:
-        stream.write("\n")
-    stream.flush()
 
 
 def run_ids(now: np.ndarray) -> np.ndarray:
@@ -103,8 +92,8 @@ def train(data_dir: str, epochs: int = 8, hidden: int = 64, layers: int = 2, bat
     after the step that crosses it, and the metadata says so)."""
     t_start = time.perf_counter()
     try:
-        t0 = time.perf_counter()
-        cols = read_log(data_dir, progress=lambda d, t: _bar("read", d, t, t0, enabled=progress))
+        reading = Progress(0, "read", enabled=progress)
+        cols = read_log(data_dir, progress=lambda done, total: reading.update(done, total))
     except TelemetryLogError as exc:
         raise TrainError(str(exc)) from None
     if max_rows and len(cols["now"]) > max_rows:
@@ -148,6 +137,7 @@ def train(data_dir: str, epochs: int = 8, hidden: int = 64, layers: int = 2, bat
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch)
     t0 = time.perf_counter()
     deadline = t0 + max_seconds if max_seconds else float("inf")
+    training = Progress(epochs, "train", enabled=progress)
     losses = []
     stopped_early = False
     for epoch in range(epochs):
@@ -169,7 +159,7 @@ def train(data_dir: str, epochs: int = 8, hidden: int = 64, layers: int = 2, bat
             seen += len(idx)
         if seen:
             losses.append(total / seen)
-        _bar("train", epoch + 1, epochs, t0, enabled=progress)
+        training.step()
         if stopped_early:
             if progress:
                 sys.stderr.write(f"\ntraining stopped by the {max_seconds:.0f}s budget in epoch {epoch + 1}\n")
