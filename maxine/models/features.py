@@ -141,14 +141,13 @@ def node_row(state, now: float) -> list[float]:
     out_ = float(state.outstanding.count(now))
     qps = state.qps
     qz = 0.0 if qps is None else float(qps)
+    rif_est = state.in_flight(now)
     if fresh:
         rif = float(state.reported_in_flight or 0.0)
         age = min(max(now - rt, 0.0), AGE_CAP_S)
-        rif_est = max(0.0, rif + d - comp)
     else:
         rif = 0.0
         age = AGE_CAP_S
-        rif_est = out_
     interval = getattr(state, "prev_interval_s", None)
     expected = qz * (0.0 if interval is None else float(interval))
     share = (float(getattr(state, "prev_dispatched", 0) or 0) / expected) if expected > 0.5 else 1.0
@@ -161,8 +160,8 @@ def node_row(state, now: float) -> list[float]:
     busy = cpu / qz * 1000.0 if qz > 0.0 else p50
     busy = min(max(busy, 0.0), 1e5)
     drain = age * qz if fresh else 0.0
-    ewma = state.ewma_ms
-    peak = 0.0 if ewma is None else ewma * math.exp(-max(now - state.ewma_time, 0.0) / PEAK_EWMA_DECAY_S)
+    peak = state.peak_ewma(now)
+    peak = 0.0 if peak is None else peak
     lr = state.last_result_time
     since = AGE_CAP_S if lr is None else min(max(now - lr, 0.0), AGE_CAP_S)
     last = state.last_latency_ms
