@@ -27,6 +27,8 @@ import math
 
 import numpy as np
 
+from ..telemetry import PEAK_EWMA_DECAY_S, REPORT_FRESH_S  # the same decay and freshness as NodeState
+
 FEATURE_VERSION = 1
 
 # raw NodeState columns at decision time (NaN = unknown)
@@ -59,8 +61,6 @@ FEATURES: tuple[str, ...] = (
 )
 
 AGE_CAP_S = 10.0
-PEAK_EWMA_DECAY_S = 10.0  # NodeState's (maxine.telemetry)
-REPORT_FRESH_S = 90.0     # NodeState's: older reports are ignored
 
 
 def raw_row(state, now: float) -> list[float]:
