@@ -27,6 +27,23 @@ from .routes import core_routes, json_response
 log = logging.getLogger("maxine")
 
 
+async def freeze_long_lived(maxine: Maxine, interval: float = 1.0) -> None:
+    """Keep the registry out of the garbage collector's full passes.
+
+    A full collection walks every tracked object: with 100,000 instances that
+    is ~175 ms in which nothing is served. After the registry grows by a tenth,
+    what is alive is moved to the permanent generation (``gc.freeze``); an
+    instance that leaves later is still freed by reference counting."""
+    frozen_at = len(maxine.registry.nodes)
+    while True:
+        await asyncio.sleep(interval)
+        nodes = len(maxine.registry.nodes)
+        if nodes - frozen_at > max(1000, frozen_at // 10):
+            gc.collect(1)  # young garbage only: cheap
+            gc.freeze()
+            frozen_at = nodes
+
+
 def create_app(settings: Settings | None = None, maxine: Maxine | None = None) -> FastPath:
     """Build the ASGI app: the fast path in front of the FastAPI app.
 
@@ -38,6 +55,7 @@ def create_app(settings: Settings | None = None, maxine: Maxine | None = None) -
     install_telemetry_log(maxine)  # opt-in telemetry log
     install_ml(maxine)  # online learners, forecasts, inference cache
     maxine.background += [watch_models, refresh_learned]  # advanced-ml: hot reload, cache refresh off /discover
+    maxine.background.append(freeze_long_lived)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

@@ -2,7 +2,8 @@
 
 Prints, for one ``maxine serve`` on 127.0.0.1:
 - registration throughput while filling it through ``POST /register``;
-- resident memory per instance above the empty server;
+- resident memory per instance above the empty server (and, for comparison,
+  when the same instances are registered in process, without HTTP);
 - ``GET /discover`` latency and server CPU per request at each size (flat
   means the per-request cost does not depend on the registry's size);
 - the in-process pick cost of hashing strategies against a service's size;
@@ -16,11 +17,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
+import os
 import random
 import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import httpx
 
@@ -127,6 +131,25 @@ def hashing_pick_cost(sizes=(10, 100, 1000, 10000), picks: int = 20000) -> list[
     return rows
 
 
+def in_process_bytes_per_instance(instances: int, services: int) -> float:
+    """Resident bytes per instance when the same bodies are registered through
+    ``Maxine.register`` in this process (no HTTP): the registry's own cost."""
+    import gc
+
+    import orjson
+
+    from ..api import Maxine
+
+    maxine = Maxine()
+    bodies = [orjson.dumps(b) for b in population(instances, services)]
+    gc.collect()
+    before = rss_kib(os.getpid())
+    for body in bodies:
+        maxine.register(orjson.loads(body))
+    gc.collect()
+    return (rss_kib(os.getpid()) - before) * 1024 / instances
+
+
 def discovery_stall_during_expiry(url: str, service: str, seconds: float) -> dict:
     """Sequential discoveries for ``seconds``: the longest single answer time."""
     worst, count, errors = 0.0, 0, 0
@@ -159,7 +182,7 @@ def bench(args) -> dict:
                                                     f"registering to {size:>7}"))
                 rows.append({"phase": f"register {registered}->{size}", "per_s": (size - registered) / seconds})
                 registered = size
-            time.sleep(0.5)
+            time.sleep(2.0)  # steady state: let the post-burst housekeeping (gc.freeze, ML round) run first
             measured = wrk_discover(srv, "probe", args.duration)
             rows.append({"phase": f"discover at {size}", "instances": size, **measured})
             print(f"  {size:>7} instances: discover p50 {measured['p50_ms']:.2f} ms p99 {measured['p99_ms']:.2f} ms "
@@ -187,6 +210,10 @@ def bench(args) -> dict:
         print(f"  mass expiry: {before - after} instances expired; longest discovery {stall['max_ms']:.1f} ms "
               f"over {stall['requests']} requests", file=sys.stderr)
     report["hashing"] = hashing_pick_cost()
+    # in a fresh interpreter: this one's memory is already shaped by the HTTP phases
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        report["memory"]["in_process_bytes_per_instance"] = pool.submit(
+            in_process_bytes_per_instance, args.instances, args.services).result()
     return report
 
 
@@ -202,7 +229,8 @@ def print_report(report: dict) -> None:
         print(f"| {r['phase']} | {r['per_s']:.0f} |")
     m = report["memory"]
     print(f"\nmemory: {m['empty_kib'] / 1024:.1f} MiB empty -> {m['full_kib'] / 1024:.1f} MiB with {m['instances']} "
-          f"instances = {m['bytes_per_instance']:.0f} bytes per instance (target <= 2048)")
+          f"instances = {m['bytes_per_instance']:.0f} bytes per instance (target <= 2048); registered in "
+          f"process without HTTP: {m['in_process_bytes_per_instance']:.0f} bytes per instance")
     e = report["mass_expiry"]
     print(f"mass expiry: {e['expired']} instances expired while a discovery loop ran; longest answer "
           f"{e['max_ms']:.1f} ms over {e['requests']} requests (target <= 50 ms), errors {e['errors']}")

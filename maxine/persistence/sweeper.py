@@ -53,9 +53,18 @@ class Sweeper:
         while self.recent and self.recent[0][0] <= now - self.window:
             self.recent_total -= self.recent.popleft()[1]
 
-    def collect_due(self, now: float) -> list:
+    async def collect_due(self, now: float) -> list:
+        """Every instance whose lease has passed, popped in batches with a yield
+        between them, so a mass expiry does not hold the event loop."""
         registry = self.registry
-        return list(registry.leases.pop_due(now, lambda i: registry.nodes.get(i.node_id) is i, 1 << 30))
+        current = lambda i: registry.nodes.get(i.node_id) is i  # noqa: E731
+        due = []
+        while True:
+            batch = list(registry.leases.pop_due(now, current, self.batch))
+            due += batch
+            if len(batch) < self.batch:
+                return due
+            await asyncio.sleep(0)
 
     def hold(self, insts, now: float) -> None:
         until = now + self.hold_for()
@@ -69,7 +78,7 @@ class Sweeper:
         registry = self.registry
         now = registry.clock()
         self._prune(now)
-        due = self.collect_due(now)
+        due = await self.collect_due(now)
         if self.active:
             self._check_recovery(now)
         if not due:
@@ -149,9 +158,15 @@ class Sweeper:
 
 
 async def expire_locally(registry: Registry, insts: list) -> int:
+    """Expire the instances still due; one renewed since it fell due goes back on the heap."""
     n = 0
+    now = registry.clock()
     for inst in insts:
-        if registry.nodes.get(inst.node_id) is inst:
+        if registry.nodes.get(inst.node_id) is not inst:
+            continue
+        if inst.alive(now):
+            registry.leases.schedule(inst)
+        else:
             registry.expire(inst)
             n += 1
     return n
