@@ -8,11 +8,16 @@ Layout::
                                              library versions, git commit, sha256 of weights.npz
     models/<model>/PROMOTED                  the version the server serves (one line)
 
+Three models use this layout (:data:`INPUTS`): ``advanced-ml`` (latency, one
+output), ``anomaly`` (an autoencoder: as many outputs as inputs) and
+``forecast`` (a node's latency a horizon ahead, from its row now and its row
+:data:`~maxine.models.features.LAG_S` ago; one output).
+
 Without a ``PROMOTED`` file the newest version (by name) is served. An
 artifact is refused — with a logged reason, keeping the previous model — when
-its metadata is unreadable, its features differ from the server's
-(:data:`maxine.models.features.FEATURES`), the weights' checksum or shapes are
-wrong, or a probe forward pass is not finite. Swapping the served model is a
+its metadata is unreadable, its features differ from what the server builds
+for that model (:data:`INPUTS`), the weights' checksum or shapes are wrong, or
+a probe forward pass is not finite. Swapping the served model is a
 single reference assignment, so a request in flight never sees half a model.
 """
 
@@ -29,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .features import FEATURE_VERSION, FEATURES
+from .features import FEATURE_VERSION, FEATURES, LAGGED_FEATURES
 from .mlp import MLPError, NumpyMLP
 
 log = logging.getLogger("maxine.models")
@@ -38,6 +43,18 @@ WEIGHTS = "weights.npz"
 TORCH = "model.pt"
 METADATA = "metadata.json"
 PROMOTED = "PROMOTED"
+
+
+# model name -> (the input features the server builds for it, outputs; None = as many as inputs)
+INPUTS: dict[str, tuple[tuple[str, ...], int | None]] = {
+    "advanced-ml": (FEATURES, 1),
+    "anomaly": (FEATURES, None),
+    "forecast": (LAGGED_FEATURES, 1),
+}
+
+
+def inputs_of(model: str) -> tuple[str, ...]:
+    return INPUTS.get(model, (FEATURES, 1))[0]
 
 
 class ArtifactError(Exception):
@@ -104,7 +121,7 @@ def write_artifact(root, model: str, version: str, arrays: dict, metadata: dict,
     meta = dict(metadata)
     meta.update({
         "model": model, "version": version, "feature_version": FEATURE_VERSION,
-        "features": list(meta.get("features", FEATURES)),
+        "features": list(meta.get("features", inputs_of(model))),
         "trained_at": meta.get("trained_at", time.time()),
         "libraries": meta.get("libraries", lib_versions()),
         "git_commit": meta.get("git_commit", _git_commit()),
@@ -129,8 +146,9 @@ class LoadedModel:
         return self.metadata.get("trained_at")
 
 
-def load_artifact(path) -> LoadedModel:
-    """Load and validate one version directory; :class:`ArtifactError` says why not."""
+def load_artifact(path, model: str | None = None) -> LoadedModel:
+    """Load and validate one version directory of ``model`` (default: the
+    directory's parent name); :class:`ArtifactError` says why not."""
     path = Path(path)
     if not path.is_dir():
         raise ArtifactError(f"{path}: no such artifact directory")
@@ -140,9 +158,11 @@ def load_artifact(path) -> LoadedModel:
         raise ArtifactError(f"{path}: unreadable {METADATA} ({exc})") from None
     if not isinstance(meta, dict):
         raise ArtifactError(f"{path}: {METADATA} is not an object")
-    if list(meta.get("features", [])) != list(FEATURES):
+    model = model or path.parent.name
+    features, outputs = INPUTS.get(model, (FEATURES, 1))
+    if list(meta.get("features", [])) != list(features):
         raise ArtifactError(f"{path}: features do not match the server's "
-                            f"(artifact {len(meta.get('features', []))}, server {len(FEATURES)} "
+                            f"(artifact {len(meta.get('features', []))}, server {len(features)} "
                             f"feature version {FEATURE_VERSION})")
     weights = path / WEIGHTS
     try:
@@ -159,12 +179,14 @@ def load_artifact(path) -> LoadedModel:
         raise ArtifactError(f"{path}: bad weights ({exc})") from None
     except Exception as exc:  # zipfile.BadZipFile and friends
         raise ArtifactError(f"{path}: bad weights ({type(exc).__name__}: {exc})") from None
-    if mlp.n_in != len(FEATURES):
-        raise ArtifactError(f"{path}: model takes {mlp.n_in} inputs, server has {len(FEATURES)} features")
+    if mlp.n_in != len(features):
+        raise ArtifactError(f"{path}: model takes {mlp.n_in} inputs, server has {len(features)} features")
+    if mlp.n_out != (outputs or mlp.n_in):
+        raise ArtifactError(f"{path}: model has {mlp.n_out} outputs, {model} needs {outputs or mlp.n_in}")
     probe = mlp.predict(np.zeros((1, mlp.n_in)) + mlp.mean)
     if not np.all(np.isfinite(probe)):
         raise ArtifactError(f"{path}: probe forward pass is not finite")
-    return LoadedModel(meta.get("model", path.parent.name), meta.get("version", path.name), str(path), mlp, meta)
+    return LoadedModel(meta.get("model", model), meta.get("version", path.name), str(path), mlp, meta)
 
 
 def versions(root, model: str) -> list[str]:
@@ -189,7 +211,7 @@ def promoted(root, model: str) -> str | None:
 
 def promote(root, model: str, version: str) -> LoadedModel:
     """Validate ``version`` and make it the served one (atomic file replace)."""
-    loaded = load_artifact(Path(root) / model / version)
+    loaded = load_artifact(Path(root) / model / version, model)
     f = Path(root) / model / PROMOTED
     tmp = f.with_name(f".{PROMOTED}.tmp-{os.getpid()}")
     tmp.write_text(version + "\n")
@@ -249,7 +271,7 @@ class ModelStore:
                     self.last_error = f"no {self.model} model under {self.root}"
                 return self.status()
             try:
-                loaded = load_artifact(self.root / self.model / version)
+                loaded = load_artifact(self.root / self.model / version, self.model)
             except ArtifactError as exc:
                 self.refusals += 1
                 self.last_error = str(exc)
@@ -270,7 +292,8 @@ class ModelStore:
     def status(self) -> dict:
         cur = self.current
         return {
-            "name": self.model, "kind": "mlp-latency (torch-trained, numpy-served)",
+            "name": self.model,
+            "kind": f"{cur.metadata.get('kind', 'mlp') if cur else 'mlp'} (torch-trained, numpy-served)",
             "version": cur.version if cur else None,
             "path": cur.path if cur else None,
             "trainedAt": cur.trained_at if cur else None,

@@ -19,6 +19,11 @@ a log written today can be re-featurised by a later feature version.
 
 Stable API: ``FEATURES``, ``RAW``, ``FEATURE_VERSION``, ``raw_row(state, now)``,
 ``node_features(node, now)``, ``node_row(state, now)``, ``feature_matrix(columns)``.
+
+The forecast model sees a node's row now and its row :data:`LAG_S` seconds
+earlier (:data:`LAGGED_FEATURES`); :func:`lag_index` is THE rule that picks the
+earlier row, used on a sorted time array by the trainer (vectorised) and on a
+node's short row history by the hub (one node).
 """
 
 from __future__ import annotations
@@ -61,6 +66,22 @@ FEATURES: tuple[str, ...] = (
 )
 
 AGE_CAP_S = 10.0
+
+LAG_S = 10.0            # the forecast model's second row: the node's row this long ago ...
+LAG_TOLERANCE_S = 3.0   # ... or up to this much older (else the node has no lagged input yet)
+LAGGED_FEATURES: tuple[str, ...] = FEATURES + tuple(f"{name}@-{LAG_S:g}s" for name in FEATURES)
+
+
+def lag_index(times, now):
+    """Index of the latest entry of sorted ``times`` at or before ``now - LAG_S``
+    and no older than ``LAG_TOLERANCE_S`` more, else -1 (vectorised over ``now``)."""
+    times = np.asarray(times, dtype=np.float64)
+    now = np.asarray(now, dtype=np.float64)
+    j = np.searchsorted(times, now - LAG_S, side="right") - 1
+    ok = j >= 0
+    jc = np.where(ok, j, 0)
+    ok &= times[jc] >= now - LAG_S - LAG_TOLERANCE_S if len(times) else False
+    return np.where(ok, j, -1)
 
 
 def raw_row(state, now: float) -> list[float]:
@@ -174,4 +195,27 @@ def node_row(state, now: float) -> list[float]:
     ]
 
 
-__all__ = ["FEATURES", "RAW", "FEATURE_VERSION", "raw_row", "feature_matrix", "node_features", "node_row"]
+def lagged_matrix(x: np.ndarray, now: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of :data:`LAGGED_FEATURES`: each row of ``x`` (:data:`FEATURES`) next to
+    the row of the same ``group`` (a node in one run) picked by :func:`lag_index`.
+    Returns (matrix, has_lag); rows without a lagged row are zero on the right."""
+    n = len(now)
+    out = np.zeros((n, 2 * x.shape[1]))
+    out[:, : x.shape[1]] = x
+    has = np.zeros(n, dtype=bool)
+    if n == 0:
+        return out, has
+    order = np.lexsort((now, group))
+    g, t = group[order], now[order]
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(g)) + 1, [n]])
+    for a, b in zip(starts[:-1], starts[1:]):  # one vectorised lookup per node and run
+        j = lag_index(t[a:b], t[a:b])
+        found = j >= 0
+        rows = order[a:b]
+        out[rows[found], x.shape[1]:] = x[order[a + j[found]]]
+        has[rows[found]] = True
+    return out, has
+
+
+__all__ = ["FEATURES", "RAW", "FEATURE_VERSION", "LAG_S", "LAGGED_FEATURES", "raw_row", "feature_matrix",
+           "node_features", "node_row", "lag_index", "lagged_matrix"]

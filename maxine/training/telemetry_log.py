@@ -17,10 +17,13 @@ One row = one node as seen at one discovery decision:
   time / workers (NaN outside the simulator); ``latency_ms``/``success`` — the
   realised outcome when known (the server's client reports; NaN otherwise).
 
-Optional columns (absent in simulator logs; :func:`read_log` fills defaults):
+Optional columns (:func:`read_log` fills defaults when absent):
 ``kind`` — 0 discovery decision, 1 client latency/outcome report, 2 heartbeat
-load report, 3 call edge (the trainer learns from kind 0 rows only); and the
-string columns ``service``, ``node_id`` (for a call edge: caller and called
+load report, 3 call edge (absent in simulator logs; the latency trainer learns
+from kind 0 rows only); ``true_speed`` and ``true_fail_rate`` — the
+simulator's ground truth of the node's current speed (1 = nominal) and
+fast-failure probability (NaN outside the simulator; the anomaly model is
+evaluated against them); and the string columns ``service``, ``node_id`` (for a call edge: caller and called
 service) and ``strategy`` (the strategy that made the decision).
 
 ``maxine bench lb --record DIR`` writes this format from simulator runs
@@ -47,7 +50,8 @@ EXTRA = ("decision", "node", "chosen", "true_delay_ms", "latency_ms", "success",
 COLUMNS: tuple[str, ...] = RAW + EXTRA
 PATTERN = "telemetry-*.npz"
 KIND_DISCOVERY, KIND_RESULT, KIND_LOAD, KIND_CALL = 0, 1, 2, 3
-OPTIONAL = {"kind": float(KIND_DISCOVERY)}  # numeric optional columns and their default
+OPTIONAL = {"kind": float(KIND_DISCOVERY), "true_speed": np.nan, "true_fail_rate": np.nan}  # numeric, default
+SIM_TRUTH = ("true_speed", "true_fail_rate")  # what simulator logs add after COLUMNS
 STRINGS = ("service", "node_id", "strategy")  # optional string columns (not read by read_log)
 
 
@@ -214,7 +218,8 @@ class _Recorder:
                 svc = self.mean_ms / sim.speed[i]
                 true_delay = max(0.0, sim.pending[i] + 1.0 - w) / w * svc + svc
                 append(raw_row(other.state, now) + [float(self.decisions), float(i), float(i == chosen),
-                                                    true_delay, np.nan, np.nan, float(self.seed)])
+                                                    true_delay, np.nan, np.nan, float(self.seed),
+                                                    float(sim.speed[i]), float(sim.fail_rate[i])])
         return node
 
 
@@ -233,7 +238,7 @@ def record_runs(scs: list[dict], behaviours: list[str], seeds: list[int] | None,
     """Record every scenario × behaviour × seed (None: each scenario's own
     seeds) into ``directory``; returns rows written and appends each run's
     summary to ``results`` when given."""
-    writer = TelemetryLogWriter(directory, meta={"source": "simulator"})
+    writer = TelemetryLogWriter(directory, meta={"source": "simulator"}, extra=SIM_TRUTH)
     bar = Progress(sum(len(behaviours) * len(seeds or sc["seeds"]) for sc in scs), "record", enabled=progress)
     for sc in scs:
         for behaviour in behaviours:

@@ -1,4 +1,7 @@
-"""Training the ``advanced-ml`` latency model (torch, in its own process).
+"""Training the ``advanced-ml`` latency model (torch, in its own process), and
+the pieces every trainer shares (:func:`read_columns`, :func:`latency_target`,
+:func:`time_cut`, :func:`fit_mlp`, :func:`data_summary`; ``train_anomaly.py``
+and ``train_forecast.py`` use them).
 
 Pipeline (all vectorised, no Python loop per row):
 
@@ -44,26 +47,35 @@ def run_ids(now: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(np.diff(now) < 0)]).astype(np.int64)
 
 
+def latency_target(cols: dict) -> np.ndarray:
+    """Latency in ms a request to the node saw or would see: the simulator's ``true_delay_ms``,
+    else the realised latency (failures × :data:`FAIL_FACTOR`, as NodeState counts them); NaN if neither."""
+    true = cols["true_delay_ms"]
+    realised = np.where(cols["success"] == 0, cols["latency_ms"] * FAIL_FACTOR, cols["latency_ms"])
+    return np.where(np.isfinite(true), true, realised)
+
+
+def time_cut(now: np.ndarray, runs: np.ndarray, holdout: float) -> np.ndarray:
+    """Per row, the time after which its run is held out: the last ``holdout`` fraction of the run's span."""
+    n_runs = int(runs.max()) + 1 if len(runs) else 0
+    t_min = np.full(n_runs, np.inf)
+    t_max = np.full(n_runs, -np.inf)
+    np.minimum.at(t_min, runs, now)
+    np.maximum.at(t_max, runs, now)
+    return t_max[runs] - holdout * (t_max[runs] - t_min[runs])
+
+
 def dataset(cols: dict, holdout: float = 0.2):
     """(X, y, is_test, decision_key) from raw log columns."""
     x = feature_matrix(cols)
-    true = cols["true_delay_ms"]
-    realised = np.where(cols["success"] == 0, cols["latency_ms"] * FAIL_FACTOR, cols["latency_ms"])
-    target = np.where(np.isfinite(true), true, realised)
+    target = latency_target(cols)
     ok = np.isfinite(target) & (target > 0) & np.all(np.isfinite(x), axis=1)
     kind = cols.get("kind")
     if kind is not None:  # server logs also hold reports, load reports, call edges: learn from decisions
         ok &= kind == 0
     runs = run_ids(cols["now"])
     now = cols["now"]
-    # per-run time span: test = the last `holdout` fraction of it
-    n_runs = int(runs.max()) + 1 if len(runs) else 0
-    t_min = np.full(n_runs, np.inf)
-    t_max = np.full(n_runs, -np.inf)
-    np.minimum.at(t_min, runs, now)
-    np.maximum.at(t_max, runs, now)
-    cut = t_max[runs] - holdout * (t_max[runs] - t_min[runs])
-    is_test = now > cut
+    is_test = now > time_cut(now, runs, holdout)
     key = runs * 10_000_000 + cols["decision"]
     return x[ok], np.log(target[ok]), is_test[ok], key[ok], cols["chosen"][ok]
 
@@ -81,16 +93,8 @@ def pick_agreement(pred: np.ndarray, y: np.ndarray, key: np.ndarray) -> float:
     return float(np.mean(y[best_pred_idx] <= best_y + 1e-9))
 
 
-def train(data_dir: str, epochs: int = 8, hidden: int = 64, layers: int = 2, batch: int = 4096, lr: float = 3e-3,
-          holdout: float = 0.2, seed: int = 0, max_rows: int | None = None, progress: bool = True,
-          threads: int = 1, max_seconds: float | None = 45.0) -> dict:
-    """Train and return {'arrays', 'state_dict', 'metadata', ...} (not yet written).
-
-    ``threads`` torch threads (default 1: this MLP is too small to gain from
-    more, and on a busy 2-core machine two spinning OpenMP threads made an
-    epoch 13x slower); ``max_seconds`` bounds the optimisation loop (it stops
-    after the step that crosses it, and the metadata says so)."""
-    t_start = time.perf_counter()
+def read_columns(data_dir: str, max_rows: int | None = None, progress: bool = True) -> dict:
+    """The log's columns (the first ``max_rows`` rows), with a progress bar; :class:`TrainError` if unusable."""
     try:
         reading = Progress(0, "read", enabled=progress)
         cols = read_log(data_dir, progress=lambda done, total: reading.update(done, total))
@@ -98,15 +102,19 @@ def train(data_dir: str, epochs: int = 8, hidden: int = 64, layers: int = 2, bat
         raise TrainError(str(exc)) from None
     if max_rows and len(cols["now"]) > max_rows:
         cols = {k: v[:max_rows] for k, v in cols.items()}
-    t_read = time.perf_counter() - t_start
-    x, y, is_test, key, chosen = dataset(cols, holdout)
-    if len(y) < 100:
-        raise TrainError(f"telemetry log {data_dir!r} has only {len(y)} usable rows (need >= 100 with a target)")
-    train_idx = ~is_test
-    if train_idx.sum() < 50 or is_test.sum() < 10:
-        raise TrainError("not enough rows on both sides of the held-out time slice")
-    t_feat = time.perf_counter() - t_start - t_read
+    return cols
 
+
+def fit_mlp(x: np.ndarray, y: np.ndarray, hidden: list[int], epochs: int, batch: int = 4096, lr: float = 3e-3,
+            seed: int = 0, threads: int = 1, max_seconds: float | None = 45.0, progress: bool = True,
+            label: str = "train") -> dict:
+    """Standardise ``x``, fit a ReLU MLP ``x → hidden... → y`` (MSE, Adam, one-cycle LR) with torch on CPU,
+    and export it for :class:`maxine.models.mlp.NumpyMLP`. ``y`` is (n,) or (n, k).
+
+    ``threads`` torch threads (default 1: these MLPs are too small to gain from
+    more, and on a busy 2-core machine two spinning OpenMP threads made an
+    epoch 13x slower); ``max_seconds`` bounds the optimisation loop (it stops
+    after the step that crosses it, and the result says so)."""
     import torch
 
     torch.manual_seed(seed)
@@ -116,13 +124,13 @@ def train(data_dir: str, epochs: int = 8, hidden: int = 64, layers: int = 2, bat
     except RuntimeError:  # already set in this process
         pass
     rng = np.random.default_rng(seed)
-    xtr, ytr = x[train_idx], y[train_idx]
-    mean = xtr.mean(axis=0)
-    scale = xtr.std(axis=0)
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
     scale = np.where(scale > 1e-6, scale, 1.0)
-    xt = torch.from_numpy(((xtr - mean) / scale).astype(np.float32))
-    yt = torch.from_numpy(ytr.astype(np.float32))
-    dims = [x.shape[1]] + [hidden] * layers + [1]
+    xt = torch.from_numpy(((x - mean) / scale).astype(np.float32))
+    yt = torch.from_numpy(y.astype(np.float32))
+    n_out = 1 if y.ndim == 1 else y.shape[1]
+    dims = [x.shape[1]] + list(hidden) + [n_out]
     mods = []
     for k in range(len(dims) - 1):
         mods.append(torch.nn.Linear(dims[k], dims[k + 1]))
@@ -130,14 +138,14 @@ def train(data_dir: str, epochs: int = 8, hidden: int = 64, layers: int = 2, bat
             mods.append(torch.nn.ReLU())
     model = torch.nn.Sequential(*mods)
     with torch.no_grad():
-        model[-1].bias.fill_(float(ytr.mean()))
+        model[-1].bias.copy_(torch.as_tensor(np.atleast_1d(y.mean(axis=0)), dtype=torch.float32))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     n = len(yt)
     steps_per_epoch = (n + batch - 1) // batch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch)
     t0 = time.perf_counter()
     deadline = t0 + max_seconds if max_seconds else float("inf")
-    training = Progress(epochs, "train", enabled=progress)
+    training = Progress(epochs, label, enabled=progress)
     losses = []
     stopped_early = False
     for epoch in range(epochs):
@@ -149,7 +157,9 @@ def train(data_dir: str, epochs: int = 8, hidden: int = 64, layers: int = 2, bat
                 stopped_early = True
                 break
             idx = perm[s * batch:(s + 1) * batch]
-            pred = model(xt[idx]).squeeze(-1)
+            pred = model(xt[idx])
+            if n_out == 1:
+                pred = pred.squeeze(-1)
             loss = torch.mean((pred - yt[idx]) ** 2)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -164,8 +174,6 @@ def train(data_dir: str, epochs: int = 8, hidden: int = 64, layers: int = 2, bat
             if progress:
                 sys.stderr.write(f"\ntraining stopped by the {max_seconds:.0f}s budget in epoch {epoch + 1}\n")
             break
-    t_train = time.perf_counter() - t0
-
     arrays = {"mean": mean, "scale": scale}
     linear = [m for m in model if isinstance(m, torch.nn.Linear)]
     for k, m in enumerate(linear):
@@ -173,30 +181,71 @@ def train(data_dir: str, epochs: int = 8, hidden: int = 64, layers: int = 2, bat
         arrays[f"b{k}"] = m.bias.detach().numpy().astype(np.float64).copy()
     from ..models.mlp import NumpyMLP
 
-    mlp = NumpyMLP(arrays)
-    metrics = evaluate(mlp, x[is_test], y[is_test], key[is_test])
+    return {"arrays": arrays, "mlp": NumpyMLP(arrays), "dims": dims, "losses": losses,
+            "stopped_early": stopped_early, "seconds": time.perf_counter() - t0,
+            "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            "settings": {"epochs": epochs, "batch": batch, "lr": lr, "seed": seed, "loss": losses,
+                         "threads": int(threads), "max_seconds": max_seconds, "stopped_early": stopped_early}}
+
+
+def data_summary(data_dir: str, cols: dict, rows: int, train_rows: int, test_rows: int, holdout: float) -> dict:
+    """The ``data`` section of every model's metadata."""
+    now = cols["now"]
+    return {"dir": data_dir, "rows": int(rows), "train_rows": int(train_rows), "test_rows": int(test_rows),
+            "runs": int(run_ids(now).max() + 1), "sim_time_range_s": [float(np.nanmin(now)), float(np.nanmax(now))],
+            "holdout": f"last {holdout:.0%} of each run's time span"}
+
+
+def train(data_dir: str, epochs: int = 8, hidden: int = 64, layers: int = 2, batch: int = 4096, lr: float = 3e-3,
+          holdout: float = 0.2, seed: int = 0, max_rows: int | None = None, progress: bool = True,
+          threads: int = 1, max_seconds: float | None = 45.0) -> dict:
+    """Train ``advanced-ml`` and return {'arrays', 'state_dict', 'metadata'} (not yet written);
+    ``threads`` and ``max_seconds`` as in :func:`fit_mlp`."""
+    t_start = time.perf_counter()
+    cols = read_columns(data_dir, max_rows, progress)
+    t_read = time.perf_counter() - t_start
+    x, y, is_test, key, chosen = dataset(cols, holdout)
+    if len(y) < 100:
+        raise TrainError(f"telemetry log {data_dir!r} has only {len(y)} usable rows (need >= 100 with a target)")
+    train_idx = ~is_test
+    if train_idx.sum() < 50 or is_test.sum() < 10:
+        raise TrainError("not enough rows on both sides of the held-out time slice")
+    t_feat = time.perf_counter() - t_start - t_read
+    ytr = y[train_idx]
+    fit = fit_mlp(x[train_idx], ytr, [hidden] * layers, epochs, batch, lr, seed, threads, max_seconds, progress)
+    losses = fit["losses"]
+    metrics = evaluate(fit["mlp"], x[is_test], y[is_test], key[is_test])
     metrics["train_rmse_log"] = float(np.sqrt(losses[-1])) if losses else float("nan")
     metrics["baseline_rmse_log"] = float(np.sqrt(np.mean((y[is_test] - ytr.mean()) ** 2)))
-    now = cols["now"]
+    mean, scale = fit["arrays"]["mean"], fit["arrays"]["scale"]
     meta = {
         "model": MODEL,
         "kind": "mlp-latency",
         "target": "log expected latency ms (true_delay_ms, else realised latency; failures x5)",
         "features": list(FEATURES),
-        "architecture": {"layers": dims, "activation": "relu"},
+        "architecture": {"layers": fit["dims"], "activation": "relu"},
         "scaling": {"mean": mean.tolist(), "scale": scale.tolist()},
-        "data": {"dir": data_dir, "rows": int(len(y)), "train_rows": int(train_idx.sum()),
-                 "test_rows": int(is_test.sum()), "runs": int(run_ids(now).max() + 1),
-                 "sim_time_range_s": [float(np.nanmin(now)), float(np.nanmax(now))],
-                 "holdout": f"last {holdout:.0%} of each run's time span"},
-        "training": {"epochs": epochs, "batch": batch, "lr": lr, "seed": seed, "loss": losses,
-                     "threads": int(threads), "max_seconds": max_seconds, "stopped_early": stopped_early,
+        "data": data_summary(data_dir, cols, len(y), train_idx.sum(), is_test.sum(), holdout),
+        "training": {**fit["settings"],
                      "seconds": {"read": round(t_read, 2), "features": round(t_feat, 2),
-                                 "train": round(t_train, 2), "total": round(time.perf_counter() - t_start, 2)}},
+                                 "train": round(fit["seconds"], 2), "total": round(time.perf_counter() - t_start, 2)}},
         "metrics": metrics,
     }
-    state_dict = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    return {"arrays": arrays, "state_dict": state_dict, "metadata": meta}
+    return {"arrays": fit["arrays"], "state_dict": fit["state_dict"], "metadata": meta}
+
+
+def summary(meta: dict) -> str:
+    m = meta["metrics"]
+    return (f"test_rmse_log={m['test_rmse_log']:.3f} (baseline {m['baseline_rmse_log']:.3f}) "
+            f"pick_agreement={m['test_pick_agreement']:.3f}")
+
+
+def replay(loaded, cols: dict) -> dict:
+    """``maxine models eval advanced-ml --data``: prediction metrics over a whole log."""
+    x, y, _, key, _ = dataset(cols, holdout=0.0)
+    if len(y) == 0:
+        raise TrainError("no rows with a target")
+    return evaluate(loaded.mlp, x, y, key)
 
 
 def evaluate(mlp, x: np.ndarray, y: np.ndarray, key: np.ndarray) -> dict:
