@@ -4,10 +4,14 @@ The CLI wires ``maxine train ARGS`` to :func:`train_main` and ``maxine models
 ARGS`` to :func:`models_main`; each parses its own arguments, prints a clear
 one-line error (no traceback) on bad input, and returns an exit code.
 
-    maxine train advanced-ml --data DIR [--from-sim SCENARIO ...] [--sim-seeds 0-7]
+    maxine train advanced-ml|anomaly|forecast --data DIR [--from-sim SCENARIO ...] [--sim-seeds 0-7]
                  [--sim-behaviours a,b] [--epochs N] [--hidden N] [--threads N] [--max-seconds S]
                  [--out models/] [--version V] [--promote]
     maxine models list | show NAME | promote NAME VERSION | eval NAME VERSION --data DIR
+
+Each trainable model is a module with ``train(data_dir, ...)``, ``summary(metadata)``,
+``replay(loaded, columns)`` and ``SIM`` (what ``--from-sim default`` records):
+:data:`TRAINERS`.
 """
 
 from __future__ import annotations
@@ -17,11 +21,36 @@ import json
 import os
 import sys
 
-TRAINABLE = ("advanced-ml",)
+TRAINERS = {"advanced-ml": "train", "anomaly": "train_anomaly", "forecast": "train_forecast"}  # model -> module
+TRAINABLE = tuple(TRAINERS)
 DEFAULT_SIM_SCENARIOS = ("homogeneous", "speed-spread-10x", "slow-server-middle", "rotating-slow",
                          "speed-spread-multi", "speed-spread-fresh")
 DEFAULT_BEHAVIOURS = ("least-response-time", "p2c-peak-ewma", "c3", "prequal")
 HELD_OUT = ("bursty-mmpp", "overload-0.9", "overload-1.0", "overload-1.1", "fast-failure")
+SIM_SCENARIO_DIR = os.path.join(os.path.dirname(__file__), "sim_scenarios")  # training-only scenarios (not the lab's)
+
+
+def trainer(model: str):
+    """The training module of ``model`` (imported on use: torch comes with it)."""
+    import importlib
+
+    return importlib.import_module(f".{TRAINERS[model]}", __package__)
+
+
+def sim_defaults(model: str) -> dict:
+    """What ``--from-sim default`` records for ``model``."""
+    if model == "advanced-ml":
+        return {"scenarios": DEFAULT_SIM_SCENARIOS, "behaviours": DEFAULT_BEHAVIOURS, "seeds": "10-14",
+                "every": 20, "requests": None}
+    return trainer(model).SIM
+
+
+def scenario_by_name(name: str) -> dict:
+    """A lab scenario, a training-only one (``maxine/training/sim_scenarios``), or a path."""
+    from . import scenario as scenarios
+
+    own = os.path.join(SIM_SCENARIO_DIR, f"{name}.json")
+    return scenarios.by_name(own if os.path.exists(own) else name)
 
 
 def _err(msg: str) -> int:
@@ -50,17 +79,20 @@ def train_main(argv: list[str]) -> int:
     parser.add_argument("--from-sim", action="append", default=[], metavar="SCENARIO",
                         help="record simulator runs of this scenario into --data first (repeatable, or "
                              "comma-separated; 'default' = the tuning scenarios)")
-    parser.add_argument("--sim-seeds", default="10-14", help="tuning seeds for --from-sim (default 10-14; "
-                        "must be tuning seeds 0-127)")
-    parser.add_argument("--sim-behaviours", default=",".join(DEFAULT_BEHAVIOURS),
-                        help="strategies whose decisions are recorded (default: %(default)s)")
-    parser.add_argument("--sim-every", type=int, default=20, help="record every N-th decision (default 20)")
-    parser.add_argument("--sim-requests", type=int, default=None, help="override the scenarios' request count")
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--sim-seeds", default=None, help="tuning seeds for --from-sim (default: the model's, "
+                        "10-14 for advanced-ml, 10-12 for the others; must be tuning seeds 0-127)")
+    parser.add_argument("--sim-behaviours", default=None,
+                        help="strategies whose decisions are recorded (default: the model's; advanced-ml: "
+                             + ",".join(DEFAULT_BEHAVIOURS) + ")")
+    parser.add_argument("--sim-every", type=int, default=None, help="record every N-th decision (default 20)")
+    parser.add_argument("--sim-requests", type=int, default=None, help="override the scenarios' request count "
+                        "(default: the scenario's for advanced-ml, 60000 for the others)")
+    parser.add_argument("--epochs", type=int, default=None, help="default: 8 (advanced-ml, forecast), 6 (anomaly)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1; see train.py)")
     parser.add_argument("--max-seconds", type=float, default=45.0,
                         help="stop optimising after this many seconds (default 45; 0 = no limit)")
-    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--hidden", type=int, default=None, help="hidden width (default: 64 for advanced-ml, "
+                        "32 for the others)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-rows", type=int, default=None)
     parser.add_argument("--out", default=None, help="models root (default: $MAXINE_MODELS_DIR or ./models)")
@@ -69,26 +101,32 @@ def train_main(argv: list[str]) -> int:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     progress = not args.no_progress
-    if args.epochs < 1:
+    if args.epochs is not None and args.epochs < 1:
         return _err("--epochs must be >= 1")
 
     from ..models import artifacts
     from . import scenario as scenarios
     from .telemetry_log import TelemetryLogError, record_runs
-    from .train import TrainError, train
+    from .train import TrainError
 
+    module = trainer(args.model)
+    sim = sim_defaults(args.model)
+    args.sim_seeds = args.sim_seeds or sim["seeds"]
+    args.sim_behaviours = args.sim_behaviours or ",".join(sim["behaviours"])
+    args.sim_every = args.sim_every or sim["every"]
+    args.sim_requests = args.sim_requests or sim["requests"]
     if args.from_sim:
         names = []
         for item in args.from_sim:
             for name in item.split(","):
                 name = name.strip()
                 if name == "default":
-                    names.extend(DEFAULT_SIM_SCENARIOS)
+                    names.extend(sim["scenarios"])
                 elif name:
                     names.append(name)
         try:
             seeds = _seeds(args.sim_seeds)
-            scs = [scenarios.by_name(n) for n in names]
+            scs = [scenario_by_name(n) for n in names]
         except (ValueError, scenarios.ScenarioError) as exc:
             return _err(str(exc))
         if args.sim_requests:
@@ -113,26 +151,25 @@ def train_main(argv: list[str]) -> int:
     elif not os.path.isdir(args.data):
         return _err(f"telemetry log directory {args.data!r} does not exist")
 
+    options = {k: v for k, v in (("epochs", args.epochs), ("hidden", args.hidden)) if v is not None}
     try:
-        result = train(args.data, epochs=args.epochs, hidden=args.hidden, seed=args.seed,
-                       max_rows=args.max_rows, progress=progress, threads=args.threads,
-                       max_seconds=args.max_seconds or None)
+        result = module.train(args.data, seed=args.seed, max_rows=args.max_rows, progress=progress,
+                              threads=args.threads, max_seconds=args.max_seconds or None, **options)
     except (TrainError, TelemetryLogError) as exc:
         return _err(str(exc))
     meta = result["metadata"]
     if args.from_sim:
         meta["data"]["simulator"] = {"scenarios": names, "seeds": args.sim_seeds,
-                                     "behaviours": args.sim_behaviours, "every": args.sim_every}
+                                     "behaviours": args.sim_behaviours, "every": args.sim_every,
+                                     "requests": args.sim_requests}
     root = args.out or str(artifacts.default_root())
     version = args.version or artifacts.new_version()
     try:
         path = artifacts.write_artifact(root, args.model, version, result["arrays"], meta, result["state_dict"])
     except (artifacts.ArtifactError, OSError) as exc:
         return _err(str(exc))
-    m = meta["metrics"]
     secs = meta["training"]["seconds"]
-    print(f"wrote {path}  rows={meta['data']['rows']} test_rmse_log={m['test_rmse_log']:.3f} "
-          f"(baseline {m['baseline_rmse_log']:.3f}) pick_agreement={m['test_pick_agreement']:.3f} "
+    print(f"wrote {path}  rows={meta['data']['rows']} {module.summary(meta)} "
           f"train {secs['train']:.1f}s total {secs['total']:.1f}s")
     if args.promote:
         try:
@@ -178,8 +215,7 @@ def models_main(argv: list[str]) -> int:
             for v in artifacts.versions(root, name):
                 try:
                     meta = json.loads(open(os.path.join(root, name, v, artifacts.METADATA)).read())
-                    info = (f"rows={meta.get('data', {}).get('rows')} "
-                            f"rmse={meta.get('metrics', {}).get('test_rmse_log', float('nan')):.3f}")
+                    info = f"rows={meta.get('data', {}).get('rows')} {_headline(name, meta)}"
                 except (OSError, ValueError):
                     info = "(unreadable metadata)"
                 print(f"{'*' if v == current else ' '} {name:<16} {v:<22} {info}")
@@ -189,7 +225,7 @@ def models_main(argv: list[str]) -> int:
         if version is None:
             return _err(f"no versions of {args.name!r} under {root}")
         try:
-            loaded = artifacts.load_artifact(os.path.join(root, args.name, version))
+            loaded = artifacts.load_artifact(os.path.join(root, args.name, version), args.name)
         except artifacts.ArtifactError as exc:
             return _err(str(exc))
         meta = dict(loaded.metadata)
@@ -207,25 +243,25 @@ def models_main(argv: list[str]) -> int:
         return 0
     # eval
     try:
-        loaded = artifacts.load_artifact(os.path.join(root, args.name, args.version))
+        loaded = artifacts.load_artifact(os.path.join(root, args.name, args.version), args.name)
     except artifacts.ArtifactError as exc:
         return _err(str(exc))
     if not args.data and not args.scenario:
         return _err("eval needs --data DIR and/or --scenario NAME")
-    if args.data:
-        from .telemetry_log import TelemetryLogError, read_log
-        from .train import dataset, evaluate
+    if args.name not in TRAINERS:
+        return _err(f"cannot evaluate {args.name!r}: trainable models are {', '.join(TRAINABLE)}")
+    module = trainer(args.name)
+    from .telemetry_log import TelemetryLogError, read_log
+    from .train import TrainError
 
+    if args.data:
         try:
-            cols = read_log(args.data)
-        except TelemetryLogError as exc:
-            return _err(str(exc))
-        x, y, _, key, _ = dataset(cols, holdout=0.0)
-        if len(y) == 0:
-            return _err(f"{args.data}: no rows with a target")
-        print(json.dumps({"replay": evaluate(loaded.mlp, x, y, key)}, indent=1))
+            print(json.dumps({"replay": module.replay(loaded, read_log(args.data))}, indent=1))
+        except (TelemetryLogError, TrainError) as exc:
+            return _err(f"{args.data}: {exc}")
+    if args.scenario and args.name != "advanced-ml":
+        return _eval_on_simulator(module, loaded, args)
     if args.scenario:
-        os.environ["MAXINE_MODELS_DIR"] = root
         tmp_root = _eval_root(root, args.name, args.version)
         os.environ["MAXINE_MODELS_DIR"] = tmp_root
         from . import lab_cli
@@ -237,6 +273,42 @@ def models_main(argv: list[str]) -> int:
         if args.seeds:
             argv2 += ["--seeds", args.seeds]
         return lab_cli.bench_lb_main(argv2)
+    return 0
+
+
+def _headline(name: str, meta: dict) -> str:
+    """The one-line metrics of a version (its trainer's summary), or what can be read of them."""
+    try:
+        return trainer(name).summary(meta) if name in TRAINERS else ""
+    except (KeyError, TypeError, ValueError):
+        return f"rmse={meta.get('metrics', {}).get('test_rmse_log', float('nan')):.3f}"
+
+
+def _eval_on_simulator(module, loaded, args) -> int:
+    """Record simulator runs of ``--scenario`` (evaluation seeds unless ``--seeds``) and replay them."""
+    import tempfile
+
+    from . import scenario as scenarios
+    from .telemetry_log import record_runs
+    from .train import TrainError
+
+    sim = sim_defaults(args.name)
+    try:
+        scs = [scenario_by_name(n) for n in args.scenario]
+        seeds = _seeds(args.seeds) if args.seeds else list(scenarios.EVALUATION_SEEDS)
+    except (ValueError, scenarios.ScenarioError) as exc:
+        return _err(str(exc))
+    for sc in scs:
+        sc["requests"] = sim["requests"] or sc["requests"]
+    with tempfile.TemporaryDirectory(prefix="maxine-eval-") as tmp:
+        record_runs(scs, list(sim["behaviours"]), seeds, tmp, every=sim["every"])
+        from .telemetry_log import read_log
+
+        try:
+            result = module.replay(loaded, read_log(tmp))
+        except TrainError as exc:
+            return _err(str(exc))
+    print(json.dumps({"simulated": {"scenarios": [sc["name"] for sc in scs], "seeds": seeds, **result}}, indent=1))
     return 0
 
 
