@@ -6,6 +6,7 @@ fits a model. See ``docs/ml-endpoints.md`` for the shapes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from fastapi import APIRouter, Query
@@ -93,9 +94,13 @@ def ml_routes(maxine: Maxine) -> APIRouter:
 
     @router.post("/models/reload", tags=["ml"], summary="Reload the trained models' exported weights")
     async def reload_models():
+        """Reload every trained model now (advanced-ml, anomaly, forecast), in a worker thread; a refused
+        artifact is reported in that model's status and the previous one keeps serving."""
         fn = getattr(maxine, "reload_models", None)
-        target = None
-        if not callable(fn):
+        if callable(fn):
+            targets = {"advanced-ml": fn}
+        else:
+            targets = {}
             strategy = maxine.balancers.get("advanced-ml")
             store = getattr(strategy, "store", None) if strategy is not None else None
             if store is None and strategy is not None and callable(getattr(strategy, "_store", None)):
@@ -103,21 +108,30 @@ def ml_routes(maxine: Maxine) -> APIRouter:
                     store = strategy._store()
                 except Exception as exc:
                     return json_response(200, {"reloaded": False, "error": f"{type(exc).__name__}: {exc}"[:300]})
-            target = getattr(store, "reload", None)
-        else:
-            target = fn
-        if not callable(target):
+            if callable(getattr(store, "reload", None)):
+                targets["advanced-ml"] = store.reload
+            for name, hub_store in getattr(_hub(maxine), "stores", {}).items():
+                targets[name] = hub_store.reload
+        if not targets:
             return json_response(200, {"reloaded": False, "message":
                                        "No trained model to reload: the online models (river) learn continuously "
                                        "and the forecasts refit on their timer."})
+        results = {}
         try:
-            try:
-                result = target(force=True)
-            except TypeError:
-                result = target()
+            for name, target in targets.items():
+                try:
+                    results[name] = await asyncio.to_thread(target, force=True)
+                except TypeError:
+                    results[name] = await asyncio.to_thread(target)
         except Exception as exc:
             log.exception("model reload failed")
             return json_response(200, {"reloaded": False, "error": f"{type(exc).__name__}: {exc}"[:300]})
-        return json_response(200, {"reloaded": True, "result": result if isinstance(result, (dict, list, str, int, float, bool, type(None))) else str(result)})
+
+        def plain(x):
+            return x if isinstance(x, (dict, list, str, int, float, bool, type(None))) else str(x)
+
+        first = next(iter(results))
+        return json_response(200, {"reloaded": True, "result": plain(results[first]),
+                                   "models": {name: plain(r) for name, r in results.items()}})
 
     return router

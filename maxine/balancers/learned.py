@@ -357,8 +357,9 @@ class AdvancedML:
 
 
 async def watch_models(maxine) -> None:
-    """Background task: reload the promoted ``advanced-ml`` artifact when it
-    changes (every ``settings.models_watch_s`` seconds, default 2; 0 disables).
+    """Background task: reload the promoted ``advanced-ml`` artifact, and the ML
+    hub's trained models (``maxine.ml.stores``: anomaly, forecast), when they
+    change (every ``settings.models_watch_s`` seconds, default 2; 0 disables).
     Loading runs in a worker thread, never on the event loop; a refused
     artifact leaves the previous model serving."""
     import asyncio
@@ -370,11 +371,13 @@ async def watch_models(maxine) -> None:
     log = logging.getLogger("maxine.models")
     while True:
         strategy = maxine.balancers.get("advanced-ml")
-        if isinstance(strategy, AdvancedML):
+        stores = [strategy._store()] if isinstance(strategy, AdvancedML) else []
+        stores += getattr(getattr(maxine, "ml", None), "stores", {}).values()
+        for store in stores:
             try:
-                await asyncio.to_thread(strategy._store().reload)
+                await asyncio.to_thread(store.reload)
             except Exception:
-                log.exception("advanced-ml model watch failed; retrying")
+                log.exception("%s model watch failed; retrying", store.model)
         await asyncio.sleep(interval)
 
 

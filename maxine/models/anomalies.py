@@ -13,6 +13,7 @@ and each type can be made to fire in a test.
 | ``response_time_trend`` | the latency forecast 60 s ahead is ≥ 1.5 × the current latency (positive trend) | medium |
 | ``high_error_rate`` | error rate > 10 % | high (critical past 50 %) |
 | ``anomaly_score`` | Half-Space Trees score > 0.8 over the node's feature row | medium |
+| ``learned_anomaly`` | the trained autoencoder's reconstruction score > 1 (error above its threshold; only with a ``models/anomaly`` artifact) and > 2 × the median score of the service's other live nodes | medium (high past 3×) |
 | ``drift`` | ADWIN detected a change in the node's latency in the last 60 s | low (medium if it got slower by 2×) |
 """
 
@@ -25,7 +26,7 @@ from .health import median
 
 SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 TYPES = ("high_response_time", "response_time_trend", "stale_heartbeat", "high_error_rate",
-         "no_healthy_nodes", "no_nodes", "anomaly_score", "drift")
+         "no_healthy_nodes", "no_nodes", "anomaly_score", "learned_anomaly", "drift")
 
 HIGH_LATENCY_FACTOR = 3.0
 HISTORY_SIGMAS = 3.0
@@ -33,6 +34,9 @@ TREND_HORIZON_S = 60.0
 TREND_RATIO = 1.5
 ERROR_THRESHOLD = 0.10
 ANOMALY_THRESHOLD = 0.8
+LEARNED_THRESHOLD = 1.0   # the anomaly model's score is error / its own threshold
+LEARNED_PEER_FACTOR = 2.0  # ... and a node must also stand out from its peers: a model trained on other
+                           # services' scale (the shipped one knows the simulator's) flags all nodes alike
 DRIFT_HOLD_S = 60.0
 STALE_FRACTION = 0.5
 UNHEALTHY_SCORE = 20.0
@@ -53,6 +57,7 @@ class NodeView:
     drift_change: tuple | None = None  # (before, after) latency estimates
     history: list = field(default_factory=list)  # recent latency samples (ms)
     forecast_60s: float | None = None  # forecast latency 60 s ahead
+    learned_anomaly: float | None = None  # the anomaly model's score (error / threshold)
 
 
 def _a(service, node_id, kind, value, threshold, severity) -> dict:
@@ -107,6 +112,12 @@ def detect_service(service: str, nodes: list[NodeView], now: float) -> list[dict
                           "critical" if v.error > 0.5 else "high"))
         if v.anomaly is not None and v.anomaly > ANOMALY_THRESHOLD:
             out.append(_a(service, v.node_id, "anomaly_score", v.anomaly, ANOMALY_THRESHOLD, "medium"))
+        if v.learned_anomaly is not None and v.learned_anomaly > LEARNED_THRESHOLD:
+            peers = median([o.learned_anomaly for o in live if o is not v and o.learned_anomaly is not None])
+            threshold = max(LEARNED_THRESHOLD, LEARNED_PEER_FACTOR * peers) if peers is not None else LEARNED_THRESHOLD
+            if v.learned_anomaly > threshold:
+                out.append(_a(service, v.node_id, "learned_anomaly", v.learned_anomaly, threshold,
+                              "high" if v.learned_anomaly > 3 * threshold else "medium"))
         if v.drift_at is not None and now - v.drift_at <= DRIFT_HOLD_S:
             before, after = v.drift_change or (None, None)
             worse = before is not None and after is not None and after > 2.0 * before

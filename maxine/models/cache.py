@@ -31,6 +31,8 @@ class NodeEntry:
     expected_ms: float | None = None  # the river latency predictor's estimate
     forecast_ratio: float | None = None  # forecast latency 10 s ahead / current
     staleness: float = 0.0
+    learned_anomaly: float | None = None  # the anomaly model's reconstruction score (> 1: anomalous)
+    learned_forecast_ms: float | None = None  # the forecast model's latency horizon_s ahead
 
 
 @dataclass(slots=True)

@@ -21,6 +21,14 @@ bounded by settings and independent of the registry's size:
   :meth:`install` merges the visited services' results into the
   :class:`~maxine.models.cache.InferenceCache` on the loop. River and
   statsmodels objects are only ever touched by that thread.
+- **trained models** — when ``models/anomaly`` and ``models/forecast`` hold a
+  promoted artifact (torch-trained, numpy-served; :mod:`.anomaly_model`,
+  :mod:`.forecast_model`), each round scores the visited nodes with them in one
+  batched forward each, in the worker thread: the autoencoder's reconstruction
+  score becomes the ``learned_anomaly`` type in ``/anomalies``, and the latency
+  forecast ``horizon_s`` ahead answers ``/predict-health`` for windows up to that
+  horizon (Holt beyond it, or without an artifact). The stores reload on
+  ``watch_models`` and ``POST /models/reload`` like ``advanced-ml``'s.
 - **reads** — ``/health-score``, ``/predict-health``, ``/anomalies``,
   ``/scaling/recommendations``, ``/models``, the dashboard and Prometheus read
   the cache; the strategies read ``NodeState.extra``.
@@ -45,7 +53,8 @@ from concurrent.futures import ThreadPoolExecutor
 from ..registry import REGISTERED
 from ..settings import Settings
 from . import anomalies as rules
-from . import health, scaling
+from . import anomaly_model, forecast_model, health, scaling
+from .artifacts import ModelStore
 from .cache import InferenceCache, NodeEntry, Refresh
 from .features import FEATURE_VERSION, node_row
 from .forecast import Forecaster, Series
@@ -69,7 +78,8 @@ ML_STRATEGIES = ("ai-driven", "predictive", "health-score")
 class NodeTrack:
     """Per-node model state, only for nodes with telemetry (worker thread)."""
 
-    __slots__ = ("service", "drift", "drift_at", "lat", "err", "anomaly", "expected", "seen")
+    __slots__ = ("service", "drift", "drift_at", "lat", "err", "anomaly", "expected", "seen", "rows",
+                 "learned_anomaly", "learned_forecast")
 
     def __init__(self, service: str):
         self.service = service
@@ -80,6 +90,9 @@ class NodeTrack:
         self.anomaly: float | None = None
         self.expected: float | None = None
         self.seen = 0.0
+        self.rows: forecast_model.RowHistory | None = None  # recent feature rows, while a forecast model is loaded
+        self.learned_anomaly: float | None = None  # reconstruction error / threshold (> 1: anomalous)
+        self.learned_forecast: float | None = None  # latency (ms) the forecast model expects horizon_s ahead
 
 
 def _scale_node(n: dict) -> dict:
@@ -89,7 +102,7 @@ def _scale_node(n: dict) -> dict:
 
 class MLHub:
     def __init__(self, maxine, sample_s: float | None = None, forecast_s: float | None = None,
-                 max_fits: int | None = None, settings: Settings | None = None):
+                 max_fits: int | None = None, settings: Settings | None = None, models_root=None):
         self.maxine = maxine
         s = settings or getattr(maxine, "settings", None) or Settings()
         self.sample_s = float(sample_s if sample_s is not None else s.ml_sample_s)
@@ -102,6 +115,8 @@ class MLHub:
         # thread-confined model state (only compute() touches these)
         self.predictor = LatencyPredictor()
         self.detector = AnomalyDetector()
+        # trained models (numpy-served artifacts); reloaded by watch_models / POST /models/reload
+        self.stores = {name: ModelStore(models_root, name) for name in (anomaly_model.MODEL, forecast_model.MODEL)}
         self.tracks: OrderedDict[str, NodeTrack] = OrderedDict()  # least recently reported first
         self.load_series: OrderedDict[str, Series] = OrderedDict()
         self.last_dispatches: dict[str, tuple[float, int]] = {}   # service -> (time, Σ dispatches)
@@ -278,6 +293,30 @@ class MLHub:
             return None
         return s.t, s.v
 
+    def _score_learned(self, snap: dict, now: float) -> None:
+        tracked = [n for _, nodes in snap["services"] for n in nodes if n.get("track") is not None]
+        anomaly = self.stores[anomaly_model.MODEL].ensure_loaded()
+        forecast = self.stores[forecast_model.MODEL].ensure_loaded()
+        scores = anomaly_model.score_many(anomaly, [n["row"] for n in tracked]) if anomaly and tracked else None
+        inputs, owners = [], []
+        for k, n in enumerate(tracked):
+            tr = n["track"]
+            tr.learned_anomaly = None if scores is None else float(scores[k])
+            tr.learned_forecast = None
+            if forecast is None:
+                tr.rows = None
+                continue
+            if tr.rows is None:
+                tr.rows = forecast_model.RowHistory()
+            lagged = tr.rows.lagged_input(now, n["row"])
+            tr.rows.add(now, n["row"])
+            if lagged is not None:
+                inputs.append(lagged)
+                owners.append(tr)
+        if inputs:
+            for tr, value in zip(owners, forecast_model.predict_many(forecast, inputs)):
+                tr.learned_forecast = float(value)
+
     def _compute(self, snap: dict) -> Refresh:
         started = time.perf_counter()
         now = snap["now"]
@@ -362,6 +401,8 @@ class MLHub:
         # --- forecasts (statsmodels): at most max_fits a round
         out.forecasts = forecaster.round(self._series_of, now)
         forecasts = forecaster.forecasts
+        # --- trained models: one batched forward each over the visited nodes with telemetry
+        self._score_learned(snap, now)
         # --- scores, anomalies, scaling for the visited services
         for service, nodes in snap["services"]:
             out.visited.append(service)
@@ -393,10 +434,10 @@ class MLHub:
                     ratio = max(fc.at(FORECAST_RATIO_HORIZON_S), 0.0) / n["latency"]
                     f60 = max(fc.at(rules.TREND_HORIZON_S), 0.0)
                 out.nodes[nid] = NodeEntry(service, score, n["latency"], n["error"], anomaly, drift_at,
-                                           tr.expected, ratio, staleness)
+                                           tr.expected, ratio, staleness, tr.learned_anomaly, tr.learned_forecast)
                 views.append(rules.NodeView(
                     nid, n["alive"], n["hbAge"], n["ttl"], n["latency"], n["error"], score, anomaly, drift_at,
-                    tr.drift.last_change, tr.lat.v if len(tr.lat) else [], f60))
+                    tr.drift.last_change, tr.lat.v if len(tr.lat) else [], f60, tr.learned_anomaly))
             found = rules.detect_service(service, views, now)
             if found:
                 out.anomalies[service] = rules.sort_by_severity(found)
@@ -495,6 +536,9 @@ class MLHub:
         window_s = window_ms / 1000.0
         forecasts = self.cache.forecasts
         median = self.cache.medians.get(service) or health.service_latency(live, now)
+        learned_model = self.stores[forecast_model.MODEL].current
+        horizon = forecast_model.horizon_of(learned_model) if learned_model is not None else 0.0
+        learned_confidence = forecast_model.confidence_of(learned_model) if learned_model is not None else 0.0
         preds = {}
         for inst in sorted(live, key=lambda i: i.node_id):
             nid = inst.node_id
@@ -511,15 +555,23 @@ class MLHub:
             drifting = entry is not None and entry.drift_at is not None and now - entry.drift_at <= rules.DRIFT_HOLD_S
             anomaly = entry.anomaly if entry is not None else None
             over = 0.0 if anomaly is None else max(0.0, (anomaly - rules.ANOMALY_THRESHOLD) / (1 - rules.ANOMALY_THRESHOLD))
+            trend = round(fc.slope, 6) if fc is not None else 0.0
+            confidence = fc.confidence() if fc is not None else 0.0
+            method = fc.method if fc is not None else "current"
+            learned = entry.learned_forecast_ms if entry is not None else None
+            if learned is not None and learned_model is not None and window_s <= horizon:
+                p_lat = forecast_model.at(latency, learned, horizon, window_s)
+                trend = round((learned - (latency or 0.0)) / horizon, 6)
+                confidence, method = learned_confidence, "learned"
             predicted = health.score(p_err, p_lat, median, over, drifting, 0.0, True)
             preds[nid] = {
                 "currentScore": current, "predictedScore": predicted,
-                "trend": round(fc.slope, 6) if fc is not None else 0.0,
+                "trend": trend,
                 "predictedResponseTime": None if p_lat is None else round(p_lat, 3),
                 "currentResponseTime": None if latency is None else round(latency, 3),
                 "predictedErrorRate": round(p_err, 6),
-                "confidence": fc.confidence() if fc is not None else 0.0,
-                "method": fc.method if fc is not None else "current",
+                "confidence": confidence,
+                "method": method,
                 "expectedResponseTime": None if entry is None or entry.expected_ms is None else round(entry.expected_ms, 3),
             }
         return 200, {"serviceName": service, "predictions": preds, "predictionWindow": window_ms,
@@ -574,6 +626,13 @@ class MLHub:
              "series": len(self.forecaster.keys), "maxFitsPerRound": self.forecaster.max_fits,
              "lastRoundMs": round(self.forecaster.last_round_s * 1000.0, 3), "lastError": self.forecaster.last_error},
         ]
+        for name, store in self.stores.items():
+            st = store.status()
+            st["fallbackActive"] = store.current is None
+            st["fallback"] = {"anomaly": "anomaly-detector (river Half-Space Trees) only",
+                              "forecast": "forecaster (statsmodels Holt)"}[name]
+            st["cacheAgeSeconds"] = cache_age
+            out.append(st)
         cur = self.cache.current
         out[0]["lastRoundComputeMs"] = None if cur is None else round(cur.compute_s * 1000.0, 3)
         out[0]["servicesVisitedLastRound"] = self.last_visited
