@@ -78,7 +78,7 @@ def detection_metrics(score: np.ndarray, label: np.ndarray, threshold: float) ->
 
 def train(data_dir: str, epochs: int = 6, hidden: int = 32, bottleneck: int = 6, batch: int = 4096,
           lr: float = 3e-3, holdout: float = 0.2, seed: int = 0, max_rows: int | None = None,
-          progress: bool = True, threads: int = 1, max_seconds: float | None = 45.0) -> dict:
+          progress: bool = True, threads: int = 1, max_seconds: float | None = 35.0) -> dict:
     t_start = time.perf_counter()
     cols = read_columns(data_dir, max_rows, progress)
     t_read = time.perf_counter() - t_start

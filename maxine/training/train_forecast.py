@@ -131,7 +131,7 @@ def scores(model_log, last_log, y) -> dict:
 
 def train(data_dir: str, epochs: int = 8, hidden: int = 32, layers: int = 2, batch: int = 4096, lr: float = 3e-3,
           holdout: float = 0.2, seed: int = 0, max_rows: int | None = None, progress: bool = True,
-          threads: int = 1, max_seconds: float | None = 45.0, horizon: float = HORIZON_S,
+          threads: int = 1, max_seconds: float | None = 30.0, horizon: float = HORIZON_S,
           holt_sample: int = HOLT_SAMPLE) -> dict:
     t_start = time.perf_counter()
     cols = read_columns(data_dir, max_rows, progress)
