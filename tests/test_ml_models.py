@@ -16,12 +16,15 @@ from maxine.models.hub import install
 
 
 Clock = partial(ManualClock, 10_000.0)
+NO_MODELS = "/nonexistent/maxine-models"
 
 
 def make(n=4, ttl=30.0, service="svc", forecast=True):
     clock = Clock()
     m = Maxine(clock=clock)
-    hub = install(m)
+    # the online models and statsmodels only: no trained anomaly/forecast artifacts (those are
+    # exercised on simulated telemetry in test_train_health_models.py)
+    hub = install(m, models_root=NO_MODELS)
     if not forecast:  # statsmodels fits cost ~45 ms each; tests that don't need them skip them
         hub.forecast_s = 1e12
     ids = [m.registry.register(service, "10.0.0.1", 8000 + i, {}, ttl).node_id for i in range(n)]
@@ -209,3 +212,16 @@ def test_prediction_without_history_is_the_present(window):
     for p in payload["predictions"].values():
         assert p["confidence"] == 0.0 and p["trend"] == 0.0
     assert hub.predict_health("nope", window)[0] == 404
+
+
+def test_learned_anomaly_fires_above_its_threshold_and_its_peers():
+    """The trained model's score (error / threshold; tests/test_train_health_models.py runs the model):
+    a node fires when it is above 1 and above twice its peers' median, so a model trained on another
+    scale that scores every node alike does not flag them all."""
+    def views(*scores):
+        return [rules.NodeView(f"n{k}", learned_anomaly=s) for k, s in enumerate(scores)]
+
+    found = [a for a in rules.detect_service("svc", views(4.0, 0.3, 0.5, None), 0.0) if a["type"] == "learned_anomaly"]
+    assert [a["nodeId"] for a in found] == ["n0"] and found[0]["severity"] == "high"
+    assert not [a for a in rules.detect_service("svc", views(1.8, 1.9, 1.7), 0.0) if a["type"] == "learned_anomaly"]
+    assert [a["nodeId"] for a in rules.detect_service("svc", views(1.5), 0.0)] == ["n0"]

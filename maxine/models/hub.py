@@ -648,12 +648,13 @@ class MLHub:
         return out
 
 
-def install(maxine) -> MLHub:
-    """Create the hub for ``maxine``: observer, listener, background job and hooks."""
+def install(maxine, models_root=None) -> MLHub:
+    """Create the hub for ``maxine``: observer, listener, background job and hooks; its trained
+    models come from ``models_root`` (default: ``$MAXINE_MODELS_DIR`` or the checkout's ``models/``)."""
     hub = getattr(maxine, "ml", None)
     if isinstance(hub, MLHub):
         return hub
-    hub = maxine.ml = MLHub(maxine)
+    hub = maxine.ml = MLHub(maxine, models_root=models_root)
     maxine.balancers.observers.append(hub)
     settings = getattr(maxine, "settings", None)
     if settings is None or getattr(settings, "ml", True):
