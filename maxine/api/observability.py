@@ -243,10 +243,11 @@ class Observability:
     def __init__(self, maxine, interval: float = SAMPLE_INTERVAL_S):
         self.maxine = maxine
         self.interval = interval
-        self.live: dict[str, object] = dict(maxine.registry.nodes)  # node_id -> Instance
         self.retired: dict[tuple[str, str], int] = {}  # (service label, strategy) -> picks of gone nodes
         self.service_labels: set[str] = set()
         self.history: dict[str, NodeHistory] = {}
+        self.tracked: dict[str, object] = {}  # node_id -> Instance: the nodes sampled for the dashboard
+        self.short = True  # tracked lost nodes since the last top-up
         self.last_sample = 0.0
         maxine.registry.listeners.append(self.on_change)
         self.prometheus = CollectorRegistry(auto_describe=False)
@@ -258,15 +259,15 @@ class Observability:
                 log.debug("%s unavailable", collector.__name__)
 
     def on_change(self, change) -> None:
-        """Registry listener, O(1): fold a departing node's picks into ``retired``
-        so ``maxine_discoveries_total`` never goes backwards."""
+        """Registry listener, O(1): keep the sampled nodes up to date, and fold a
+        departing node's picks into ``retired`` so ``maxine_discoveries_total``
+        never goes backwards."""
         if change.kind == REGISTERED:
-            inst = self.maxine.registry.nodes.get(change.node_id)
-            if inst is not None:
-                self.live[change.node_id] = inst
+            self._track(change.instance)
         elif change.after is None:  # deregistered or expired
-            inst = self.live.pop(change.node_id, None)
-            by = inst.state.extra.get(BY_STRATEGY) if inst is not None else None
+            if self.tracked.pop(change.node_id, None) is not None:
+                self.short = True
+            by = change.instance.state.extra.get(BY_STRATEGY)
             if by:
                 labels = self.service_labels
                 if change.service_name not in labels and len(labels) < MAX_SERVICE_LABELS:
@@ -279,7 +280,7 @@ class Observability:
     def discoveries(self) -> dict[tuple[str, str], int]:
         """Discoveries by (service label, strategy)."""
         per_service: dict[str, dict[str, int]] = {}
-        for inst in list(self.live.values()):
+        for inst in list(self.maxine.registry.nodes.values()):
             by = inst.state.extra.get(BY_STRATEGY)
             if by:
                 acc = per_service.setdefault(inst.service_name, {})
@@ -301,55 +302,81 @@ class Observability:
         return generate_latest(self.prometheus)
 
     # --- sampling for the dashboard -------------------------------------------------------
+    def _track(self, inst) -> None:
+        if len(self.tracked) < MAX_TRACKED_NODES:
+            self.tracked[inst.node_id] = inst
+
+    def _top_up(self) -> None:
+        """Refill the tracked set after departures: a look at no more than
+        ``MAX_TRACKED_NODES`` + the free places, however big the registry is."""
+        free = MAX_TRACKED_NODES - len(self.tracked)
+        for looked, (node_id, inst) in enumerate(self.maxine.registry.nodes.items()):
+            if free <= 0 or looked >= 2 * MAX_TRACKED_NODES:
+                break
+            if node_id not in self.tracked:
+                self.tracked[node_id] = inst
+                free -= 1
+        self.short = False
+
     def sample(self, now: float | None = None) -> None:
         """Append one point per tracked node: health, prediction, load, picks by strategy."""
+        for _ in self._sample_steps(now):
+            pass
+
+    def _sample_steps(self, now: float | None):
+        """:meth:`sample`, yielding after each service so the event loop can serve
+        requests in between. The tracked nodes (at most ``MAX_TRACKED_NODES``, the
+        earliest registered) are kept up to date by registry events, so a sample
+        costs the same with 100 or 100,000 instances registered."""
         maxine = self.maxine
         registry = maxine.registry
         now = maxine.clock() if now is None else now
         self.last_sample = now
         stamp = round(now * 1000.0)
-        tracked = 0
-        for name in sorted(registry.services):
-            if tracked >= MAX_TRACKED_NODES:
-                break
-            live = registry.live_instances(name)
-            if not live:
-                continue
-            median = health.service_latency(live, now)
+        if self.short:
+            self._top_up()
+        by_service: dict[str, list] = {}
+        for inst in self.tracked.values():
+            if inst.alive(now):
+                by_service.setdefault(inst.service_name, []).append(inst)
+        for name in sorted(by_service):
+            median = health.service_latency(registry.live_instances(name), now)
             preds = predictions(maxine, name) or {}
             scores = learned_scores(maxine, name)
-            for inst in sorted(live, key=lambda i: i.node_id)[:MAX_TRACKED_NODES - tracked]:
-                tracked += 1
-                h = self.history.get(inst.node_id)
-                if h is None:
-                    h = self.history[inst.node_id] = NodeHistory(name)
-                state = inst.state
-                p = preds.get(inst.node_id)
-                h.t.append(stamp)
-                score = scores.get(inst.node_id)
-                h.score.append(round(score, 2) if score is not None else health_score(inst, now, median))
-                h.pred.append(None if p is None else round(p["predictedScore"], 2))
-                h.lo.append(None if p is None else round(p["lower"], 2))
-                h.hi.append(None if p is None else round(p["upper"], 2))
-                h.in_flight.append(state.in_flight(now))
-                lat = state.peak_ewma(now)
-                h.latency.append(None if lat is None else round(lat, 3))
-                counts = dict(state.extra.get(BY_STRATEGY) or {})
-                for strategy in counts.keys() | h.share.keys():
-                    series = h.share.get(strategy)
-                    if series is None:
-                        series = h.share[strategy] = deque([0] * (len(h.t) - 1), maxlen=HISTORY_POINTS)
-                    series.append(max(0, counts.get(strategy, 0) - h.last_counts.get(strategy, 0)))
-                h.last_counts = counts
-                h.seen = now
+            for inst in by_service[name]:
+                self._append_point(inst, name, now, stamp, median, preds.get(inst.node_id), scores.get(inst.node_id))
+            yield
         for node_id in [n for n, h in self.history.items() if n not in registry.nodes or h.seen < now - 60.0]:
             del self.history[node_id]
+
+    def _append_point(self, inst, service: str, now: float, stamp: int, median, p, score) -> None:
+        h = self.history.get(inst.node_id)
+        if h is None:
+            h = self.history[inst.node_id] = NodeHistory(service)
+        state = inst.state
+        h.t.append(stamp)
+        h.score.append(round(score, 2) if score is not None else health_score(inst, now, median))
+        h.pred.append(None if p is None else round(p["predictedScore"], 2))
+        h.lo.append(None if p is None else round(p["lower"], 2))
+        h.hi.append(None if p is None else round(p["upper"], 2))
+        h.in_flight.append(state.in_flight(now))
+        lat = state.peak_ewma(now)
+        h.latency.append(None if lat is None else round(lat, 3))
+        counts = dict(state.extra.get(BY_STRATEGY) or {})
+        for strategy in counts.keys() | h.share.keys():
+            series = h.share.get(strategy)
+            if series is None:
+                series = h.share[strategy] = deque([0] * (len(h.t) - 1), maxlen=HISTORY_POINTS)
+            series.append(max(0, counts.get(strategy, 0) - h.last_counts.get(strategy, 0)))
+        h.last_counts = counts
+        h.seen = now
 
     async def run_sampler(self, maxine=None) -> None:
         """Background job (``maxine.background``): sample every ``interval`` seconds."""
         while True:
             try:
-                self.sample()
+                for _ in self._sample_steps(None):
+                    await asyncio.sleep(0)
             except Exception:
                 log.exception("dashboard sampling failed; retrying next tick")
             await asyncio.sleep(self.interval)

@@ -30,6 +30,7 @@ class Change:
     after: dict | None
     index: int
     timestamp: float
+    instance: Instance  # the object itself (already out of the registry when it left)
 
 
 class Pool:
@@ -261,6 +262,6 @@ class Registry:
     def _emit(self, kind: str, inst: Instance, before, after, now: float) -> None:
         if not self.listeners:
             return
-        change = Change(kind, inst.service_name, inst.node_id, before, after, self.index, now)
+        change = Change(kind, inst.service_name, inst.node_id, before, after, self.index, now, inst)
         for listener in self.listeners:
             listener(change)
