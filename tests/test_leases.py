@@ -9,7 +9,7 @@ import httpx
 import orjson
 
 from conftest import ManualClock
-from maxine.registry import EXPIRED, Registry
+from maxine.registry import EXPIRED, REGISTERED, UPDATED, Registry
 
 
 Clock = partial(ManualClock, 0.0)
@@ -24,7 +24,42 @@ def test_expired_instance_is_never_returned_before_the_sweep():
     # no sweep has run; the pool is rebuilt on demand and the read checks deadlines
     assert registry.get("svc:h:1") is None
     assert [i.port for i in registry.live_instances("svc")] == [2]
-    assert registry.heartbeat("svc:h:1") is None  # too late: must register again
+
+
+def test_a_late_heartbeat_renews_a_lease_the_sweeper_has_not_expired():
+    """Only the sweeper decides expiries (self-preservation, Redis's exactly-once):
+    a heartbeat that arrives after the deadline but before the sweep renews."""
+    from maxine.api import Maxine
+
+    clock = Clock()
+    maxine = Maxine(registry=Registry(default_ttl=10.0, clock=clock), clock=clock)
+    registry = maxine.registry
+    changes = []
+    registry.listeners.append(changes.append)
+    registry.register("svc", "h", 1)
+    assert maxine.discover(b"serviceName=svc")[0] == 200  # pool cached
+    clock.t = 11.0
+    assert maxine.discover(b"serviceName=svc")[0] == 404  # passed: not served
+    assert registry.heartbeat("svc:h:1") is not None
+    assert registry.nodes["svc:h:1"].deadline == 21.0
+    assert maxine.discover(b"serviceName=svc")[0] == 200  # served again
+    assert [c.kind for c in changes] == [REGISTERED]  # no expiry, no re-registration
+    clock.t = 22.0
+    assert registry.sweep() == 1  # the sweeper still expires it once the new lease passes
+    assert registry.heartbeat("svc:h:1") is None  # expired: must register again
+
+
+def test_a_late_re_register_refreshes_the_same_instance():
+    clock = Clock()
+    registry = Registry(default_ttl=10.0, clock=clock)
+    changes = []
+    registry.listeners.append(changes.append)
+    first = registry.register("svc", "h", 1, {"version": "1"})
+    clock.t = 11.0
+    again = registry.register("svc", "h", 1, {"version": "2"})
+    assert again is first and again.version == "2" and again.deadline == 21.0
+    assert [c.kind for c in changes] == [REGISTERED, UPDATED]
+    assert registry.sweep() == 0
 
 
 def test_discovery_skips_an_expired_instance_in_a_cached_pool():

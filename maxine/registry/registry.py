@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+import orjson
+
 from .instance import Instance, node_id_for
 from .leases import LeaseHeap
 from .versions import highest
@@ -51,13 +53,35 @@ class Pool:
 
 
 class Service:
-    __slots__ = ("name", "instances", "pools", "index")
+    __slots__ = ("name", "instances", "pools", "index", "_metadata_seen")
+
+    SHARED_METADATA = 4  # distinct metadata objects remembered per service
 
     def __init__(self, name: str):
         self.name = name
         self.instances: dict[str, Instance] = {}
         self.pools: dict[tuple, Pool] = {}
         self.index = 0
+        self._metadata_seen: list[tuple[bytes, dict]] = []
+
+    def shared_metadata(self, metadata: dict) -> dict:
+        """An identical metadata object already held by this service, else ``metadata``.
+
+        Instances of a service mostly carry the same metadata, and an instance's
+        metadata is replaced, never changed in place, so one object can serve
+        them all. Identical means the same JSON (so 1 and 1.0 stay distinct)."""
+        try:
+            key = orjson.dumps(metadata)
+        except TypeError:  # not JSON (in-process callers): keep it unshared
+            return metadata
+        seen = self._metadata_seen
+        for known_key, known in seen:
+            if known_key == key:
+                return known
+        if len(seen) >= self.SHARED_METADATA:
+            del seen[0]
+        seen.append((memoryview(key).tobytes(), metadata))  # see encoding.dumps_kept
+        return metadata
 
 
 class Registry:
@@ -79,50 +103,55 @@ class Registry:
     # --- mutations -----------------------------------------------------------
     def register(self, service_name: str, host: str, port: int, metadata: dict | None = None,
                  ttl: float | None = None) -> Instance:
-        """Add an instance, or refresh its lease and replace its metadata."""
+        """Add an instance, or refresh its lease and replace its metadata.
+
+        An instance whose lease passed but that the sweeper has not expired is
+        refreshed like a live one: only the sweeper decides expiries (it applies
+        self-preservation and, in Redis mode, decides each expiry once)."""
         now = self.clock()
-        metadata = metadata or {}
         ttl = float(ttl) if ttl is not None else self.default_ttl
+        svc = self._service(service_name)
+        service_name = svc.name  # one string object per service, not one per instance
+        metadata = svc.shared_metadata(metadata or {})
         node_id = node_id_for(service_name, host, port)
         self.counters["registrations"] += 1
         inst = self.nodes.get(node_id)
-        if inst is not None and inst.alive(now):
-            changed = inst.metadata != metadata
-            before = inst.describe(now) if changed else None
-            inst.ttl = ttl
-            inst.last_heartbeat = now
-            inst.deadline = now + ttl
-            self.leases.schedule(inst)
-            if self.on_renew is not None:
-                self.on_renew(inst)
-            if changed:
-                inst.set_metadata(metadata)
-                self._touch(self.services[service_name])
-                self._emit(UPDATED, inst, before, inst.describe(now), now)
+        if inst is None:
+            inst = Instance(service_name, host, port, metadata, ttl, now, self.dispatch_ttl)
+            self._add(inst, now)
             return inst
-        if inst is not None:  # lease passed but not swept yet
-            self._remove(inst, EXPIRED, now)
-        inst = Instance(service_name, host, port, metadata, ttl, now, self.dispatch_ttl)
-        self._add(inst, now)
+        changed = inst.metadata != metadata
+        before = inst.describe(now) if changed else None
+        inst.ttl = ttl
+        self._renew(inst, now)
+        self.leases.schedule(inst)
+        if changed:
+            inst.set_metadata(metadata)
+            self._touch(svc)
+            self._emit(UPDATED, inst, before, inst.describe(now), now)
         return inst
 
     def heartbeat(self, node_id: str, load: dict | None = None) -> Instance | None:
-        """Renew a live lease; None if the node is unknown or its lease passed."""
+        """Renew a lease; None if the node is unknown (never registered, or expired by the sweeper)."""
         now = self.clock()
         inst = self.nodes.get(node_id)
         if inst is None:
             return None
-        if not inst.alive(now):
-            self._remove(inst, EXPIRED, now)
-            return None
-        inst.last_heartbeat = now
-        inst.deadline = now + inst.ttl
+        self._renew(inst, now)
         self.counters["heartbeats"] += 1
         if load:
             inst.state.on_load_report(now, **load)
+        return inst
+
+    def _renew(self, inst: Instance, now: float) -> None:
+        """Move the lease to ``now + ttl``. A lease that had passed may have been
+        left out of cached pools, which are rebuilt so it is served again."""
+        if not inst.alive(now):
+            self.drop_pools(inst.service_name)
+        inst.last_heartbeat = now
+        inst.deadline = now + inst.ttl
         if self.on_renew is not None:
             self.on_renew(inst)
-        return inst
 
     def deregister(self, node_id: str) -> bool:
         inst = self.nodes.get(node_id)
@@ -232,10 +261,14 @@ class Registry:
         return self.leases.next_deadline()
 
     # --- internals -----------------------------------------------------------
-    def _add(self, inst: Instance, now: float) -> None:
-        svc = self.services.get(inst.service_name)
+    def _service(self, name: str) -> Service:
+        svc = self.services.get(name)
         if svc is None:
-            svc = self.services[inst.service_name] = Service(inst.service_name)
+            svc = self.services[name] = Service(name)
+        return svc
+
+    def _add(self, inst: Instance, now: float) -> None:
+        svc = self._service(inst.service_name)
         svc.instances[inst.node_id] = inst
         self.nodes[inst.node_id] = inst
         self.leases.schedule(inst)
