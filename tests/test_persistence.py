@@ -177,3 +177,27 @@ def test_snapshot_then_journal(tmp_path):
         r = httpx.get(srv.url + "/services/s")
         assert int(r.headers["X-Maxine-Index"]) == index  # indexes survive, so blocking clients stay correct
         assert httpx.get(srv.url + "/health").json()["store"]["healthy"] is True
+
+
+def test_a_sweep_batch_of_expiries_is_journaled_with_one_fsync(tmp_path, monkeypatch):
+    import asyncio
+
+    from conftest import ManualClock
+    from maxine.persistence.file import FileStore
+    from maxine.registry import Registry
+
+    clock = ManualClock(0.0)
+    registry = Registry(default_ttl=5.0, clock=clock)
+    store = FileStore(registry, str(tmp_path), fsync="always")
+    store.load()
+    store.open()
+    for port in range(1, 51):
+        registry.register("svc", "h", port)
+    fsyncs = []
+    monkeypatch.setattr(os, "fsync", lambda fd: fsyncs.append(fd))
+    clock.t = 6.0
+    due = list(registry.leases.pop_due(clock.t, lambda i: True, 100))
+    assert asyncio.run(store.expire(due)) == 50
+    assert len(fsyncs) == 1 and not store.writer.dirty
+    store.close()
+    assert FileStore(registry, str(tmp_path)).load()["instances"] == []

@@ -44,6 +44,7 @@ def install(maxine) -> None:
         maxine.store = store
         maxine.background.append(store.run)
         maxine.shutdown_hooks.append(store.close)
+        expire = store.expire
         if doc["instances"]:
             sweeper.grace_until = registry.clock() + s.restart_grace
         log.info("loaded %d instances at index %d from %s", len(doc["instances"]), registry.index, s.data_dir)

@@ -31,6 +31,7 @@ import orjson
 from ..registry import DEREGISTERED, EXPIRED, Change, Registry
 from . import state
 from .journal import JournalWriter, atomic_write, read_records
+from .sweeper import expire_locally
 
 log = logging.getLogger("maxine.persistence")
 
@@ -116,10 +117,18 @@ class FileStore:
         if change.kind in (DEREGISTERED, EXPIRED):
             doc = {"t": "del", "i": change.index, "n": change.node_id, "s": change.service_name, "k": change.kind}
         else:
-            inst = self.registry.nodes[change.node_id]
-            doc = {"t": "put", "i": change.index, "r": inst.to_record()}
+            doc = {"t": "put", "i": change.index, "r": change.instance.to_record()}
             self.renewed.pop(change.node_id, None)
-        self.writer.append(doc)
+        # Expiries are committed per sweep batch (:meth:`expire`): nobody waits
+        # for them, and one lost to a power cut is decided again at load (its lease passed).
+        self.writer.append(doc, sync=change.kind != EXPIRED)
+
+    async def expire(self, insts: list) -> int:
+        """The sweeper's expiry step: expire the batch, then one fsync for all its records."""
+        expired = await expire_locally(self.registry, insts)
+        if self.fsync_mode == "always":
+            self.writer.sync()
+        return expired
 
     def on_renew(self, inst) -> None:
         self.renewed[inst.node_id] = inst

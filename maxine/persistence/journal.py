@@ -79,17 +79,19 @@ class JournalWriter:
         self.bytes = os.fstat(self.fd).st_size
         fsync_dir(os.path.dirname(path) or ".")
 
-    def append(self, doc) -> None:
-        self.append_bytes(encode(doc))
+    def append(self, doc, sync: bool = True) -> None:
+        self.append_bytes(encode(doc), sync)
 
-    def append_bytes(self, blob: bytes) -> None:
+    def append_bytes(self, blob: bytes, sync: bool = True) -> None:
+        """Append a record; with ``fsync=always`` and ``sync``, on disk before returning
+        (``sync=False``: the caller commits a group of records with :meth:`sync`)."""
         view = memoryview(blob)
         while view:
             written = os.write(self.fd, view)
             view = view[written:]
         self.records += 1
         self.bytes += len(blob)
-        if self.fsync_mode == "always":
+        if sync and self.fsync_mode == "always":
             os.fsync(self.fd)
         else:
             self.dirty = True

@@ -29,7 +29,7 @@ MIN_NODES = 10  # below this, every death is plausible: never self-preserve
 
 class Sweeper:
     def __init__(self, registry: Registry, interval: float = 0.2, threshold: float = 0.15,
-                 window: float = 15.0, hub=None, batch: int = 500):
+                 window: float = 15.0, hub=None, batch: int = 100):
         self.registry = registry
         self.interval = interval
         self.threshold = threshold
