@@ -27,21 +27,29 @@ from .routes import core_routes, json_response
 log = logging.getLogger("maxine")
 
 
-async def freeze_long_lived(maxine: Maxine, interval: float = 1.0) -> None:
-    """Keep the registry out of the garbage collector's full passes.
+async def freeze_long_lived(maxine: Maxine, interval: float = 0.1, changes: int = 1000) -> None:
+    """Keep long-lived objects out of the garbage collector's full passes.
 
-    A full collection walks every tracked object: with 100,000 instances that
-    is ~175 ms in which nothing is served. After the registry grows by a tenth,
-    what is alive is moved to the permanent generation (``gc.freeze``); an
-    instance that leaves later is still freed by reference counting."""
-    frozen_at = len(maxine.registry.nodes)
+    A full collection walks every tracked object that is not frozen, ~4 µs per
+    instance and its events: 10,000 instances not yet frozen made a 40 ms pause
+    (100,000: 175 ms) in which nothing is served. So after every ``changes``
+    registry changes, a full collection of what is not frozen yet (~5 ms) clears
+    cyclic garbage and ``gc.freeze`` moves the survivors to the permanent
+    generation. Survivors of a full pass the collector made on its own (e.g.
+    after the ML stack's first imports) are frozen too, so it is not repeated.
+    An object that dies later is still freed by reference counting."""
+    registry = maxine.registry
+    frozen_at = registry.index
+    full_passes = gc.get_stats()[2]["collections"]
     while True:
         await asyncio.sleep(interval)
-        nodes = len(maxine.registry.nodes)
-        if nodes - frozen_at > max(1000, frozen_at // 10):
-            gc.collect(1)  # young garbage only: cheap
-            gc.freeze()
-            frozen_at = nodes
+        if registry.index - frozen_at >= changes:
+            gc.collect()
+        elif gc.get_stats()[2]["collections"] == full_passes:
+            continue
+        gc.freeze()
+        frozen_at = registry.index
+        full_passes = gc.get_stats()[2]["collections"]
 
 
 def create_app(settings: Settings | None = None, maxine: Maxine | None = None) -> FastPath:
