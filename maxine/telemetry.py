@@ -93,7 +93,7 @@ class NodeState:
         "reported_in_flight", "report_time", "dispatched_since_report", "completed_since_report",
         "cpu", "qps", "error_rate", "reported_latency_ms",
         "ewma_ms", "ewma_time", "error_ewma", "last_latency_ms", "last_result_time",
-        "extra", "prev_dispatched", "prev_interval_s",
+        "extra", "prev_dispatched", "prev_interval_s", "watch",
     )
 
     def __init__(self, dispatch_ttl: float = 30.0):
@@ -119,6 +119,8 @@ class NodeState:
         # length: with the reported qps, the share of the node's traffic we see
         self.prev_dispatched = 0
         self.prev_interval_s: float | None = None
+        # a strategy's cache of this node (anything with ``add(state)``): told of each load report
+        self.watch = None
 
     # --- the three feeds -------------------------------------------------
     def on_dispatch(self, now: float) -> None:
@@ -160,6 +162,8 @@ class NodeState:
             self.reported_latency_ms = float(latency_ms)
             if self.ewma_ms is None:
                 self._observe_latency(float(latency_ms), now)
+        if self.watch is not None:
+            self.watch.add(self)
 
     # --- estimates ----------------------------------------------------------
     def _observe_latency(self, latency_ms: float, now: float) -> None:

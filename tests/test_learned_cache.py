@@ -64,3 +64,18 @@ def test_fast_failures_are_penalised_slow_failures_are_not(tmp_path):
     assert fast.state.extra[FERR_KEY] > 0.3
     assert slow.state.extra.get(FERR_KEY, 0.0) == 0.0
     assert fast.state.error_ewma > 0.3 and slow.state.error_ewma > 0.3  # NodeState counts both
+
+
+def test_a_load_report_reaches_the_next_pick_without_a_sweep(tmp_path):
+    # refresh_s is long: between sweeps the pool's costs change only through the nodes' telemetry
+    s, nodes = scored(tmp_path, n=4, refresh_s=60.0)
+    pool = Pool("svc", tuple(nodes))
+    ctx = PickContext(now=1.0, rng=random.Random(0))
+    picked = [s.pick(pool, ctx) for _ in range(40)]
+    assert {n.node_id for n in picked} == {n.node_id for n in nodes}  # equals share the load
+    busy = nodes[0]
+    busy.state.on_load_report(1.5, in_flight=200, cpu=1.0, qps=10.0, error_rate=0.0, latency_ms=40.0)
+    ctx.now = 1.5
+    picked = [s.pick(pool, ctx) for _ in range(30)]
+    assert busy not in picked
+    assert s.fallbacks == 0

@@ -17,6 +17,10 @@ The picker (never a plain argmax over predictions across registries):
   weighs 1 − latency / predicted latency, so fast failures count as slow while a
   timeout counts only through its latency) ÷ slow-start ramp; lowest cost wins,
   ties at random;
+- the costs live in a per-pool :class:`CostBook`: an entry is recomputed when
+  its node's telemetry changes or every ``refresh_s`` (for the factors that
+  move with time), so the common pick is an argmin over a list plus the cost
+  of the one request it adds — about as cheap as round-robin's bookkeeping;
 - guardrails: **slow start** — a node registered later than its peers ramps
   from ``slow_start_min`` to full weight over ``slow_start_s``; **share cap** —
   a node whose decayed share of this strategy's recent dispatches exceeds
@@ -44,9 +48,82 @@ from ..models.features import node_row
 from .estimates import PeakEwma
 from .pickers import PowerOfTwo
 
-SHARE_KEY = "aml.share"
 CACHE_KEY = "aml.cache"
 FERR_KEY = "aml.fast_errors"
+CAPPED = 1e12  # added to a capped node's cost: it loses to every node under the cap
+UNCAPPED = 1 << 62
+CAP_MIN_TOTAL = 20.0  # the share cap applies once the pool's decayed dispatch count passes this
+
+
+class CostBook:
+    """One pool's pick state: each node's current cost, what one more dispatch
+    from this registry adds to it, and how many more it may take under the
+    share cap.
+
+    An entry is recomputed only when the node's telemetry changed (a load
+    report or a re-score calls :meth:`add` through ``NodeState.watch``) or
+    when the pool's time-dependent factors (error decay, exploration, slow
+    start, share cap) are due, every ``refresh_s``; between, a pick is an
+    argmin and two additions. A node in several pools notifies the newest;
+    the others see its changes at their next sweep.
+
+    Shares of recent dispatches decay with ``tau``; they are kept multiplied by
+    exp((t - t0) / tau) and brought up to date at each sweep (:meth:`rebase`)
+    from the picks counted down in ``allow`` since the previous one."""
+
+    __slots__ = ("nodes", "index", "d", "mlp", "cost", "slope", "stamp", "allow", "granted", "share", "total",
+                 "t0", "unit", "dirty", "oldest", "due", "sweep_at")
+
+    def __init__(self, nodes, now, d: int):
+        n = len(nodes)
+        self.nodes = nodes
+        self.index = {node.state: i for i, node in enumerate(nodes)}
+        self.d = d  # candidates drawn per pick; 0 = all
+        self.mlp = None  # the model's forward pass, as of the last update
+        self.cost = [0.0] * n
+        self.slope = [0.0] * n
+        self.stamp = [-math.inf] * n  # when each entry was computed
+        self.allow = [UNCAPPED] * n  # picks left before the share cap binds
+        self.granted = [UNCAPPED] * n  # allow at the last rebase
+        self.share = [0.0] * n
+        self.total = 0.0
+        self.t0 = now
+        self.unit = 1.0
+        self.dirty: set = set()
+        for node in nodes:
+            node.state.watch = self
+        self.oldest = min(node.registered_at for node in nodes)
+        self.due = self.sweep_at = now
+
+    def add(self, state) -> None:
+        """``state``'s telemetry changed: recompute its entry before it is next compared."""
+        self.dirty.add(state)
+        if not self.d:
+            self.due = -math.inf
+
+    def rebase(self, now: float, tau: float, cap: float) -> None:
+        """Count the picks since the last rebase into the decayed shares, then
+        give each node its allowance: how many more picks keep its share of the
+        recent ones within ``cap`` × fair share (once there are enough of them)."""
+        unit = self.unit
+        used = [g - a for g, a in zip(self.granted, self.allow)]
+        self.share = share = [s + k * unit for s, k in zip(self.share, used)]
+        self.total += sum(used) * unit
+        if now - self.t0 > 50.0 * tau:  # move t0 to now: keeps the scaled counts finite
+            f = math.exp(-(now - self.t0) / tau)
+            self.share = share = [v * f for v in share]
+            self.total *= f
+            self.t0 = now
+        self.unit = unit = math.exp((now - self.t0) / tau)
+        n = len(self.nodes)
+        c = cap / n if n >= 3 else 1.0
+        if c >= 1.0 or self.total <= CAP_MIN_TOTAL * unit:
+            allow = [UNCAPPED] * n
+        else:  # share + k·unit <= c·(total + k·unit)
+            limit, per = c * self.total, unit * (1.0 - c)
+            allow = [int((limit - v) // per) for v in share]
+        self.allow = allow
+        self.granted = list(allow)
 
 
 class AdvancedML:
@@ -80,7 +157,6 @@ class AdvancedML:
         self.share_ewma = 1.0
         self.fallback = PowerOfTwo(PeakEwma(), "p2c-peak-ewma")
         self.fallbacks = 0
-        self.picks = 0
         self.model_errors = 0
         self.last_error: str | None = None
         self.fallback_reason: str | None = None
@@ -128,24 +204,25 @@ class AdvancedML:
 
     # --- picking ---------------------------------------------------------------
     def pick(self, pool, ctx):
-        self.picks += 1
-        nodes = pool.nodes
-        if len(nodes) == 1:
-            return nodes[0]
-        model = self._model()
-        if model is None:
-            return self._fall_back(pool, ctx)
-        try:
-            node = self._pick(model.mlp, pool, nodes, ctx)
-        except Exception as exc:  # a model must never break discovery
-            self.model_errors += 1
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            self.fallback_reason = "failing: " + self.last_error
-            return self._fall_back(pool, ctx)
-        if node is None:
-            return self._fall_back(pool, ctx)
-        self.fallback_reason = None
-        return node
+        book = pool.cache.get(self._key)
+        if book is None or ctx.now >= book.due:
+            book = self._update(pool, book, ctx)
+            if book is None:
+                return self._fall_back(pool, ctx)
+        # the common case: nothing changed since the costs were computed
+        cost = book.cost
+        if book.d:  # a large pool: power of d choices, O(d), and no herding across registries
+            i = self._sample(book, ctx)
+            if i is None:
+                return self._fall_back(pool, ctx)
+        else:
+            i = cost.index(min(cost))
+        cost[i] += book.slope[i]  # one more request from this registry in the node's queue
+        allow = book.allow
+        allow[i] -= 1
+        if allow[i] == -1:  # over the share cap: picked only while every candidate is
+            cost[i] += CAPPED
+        return book.nodes[i]
 
     # --- the inference cache ------------------------------------------------------
     # Per node, in state.extra[CACHE_KEY]: [results, report_time, computed_at,
@@ -154,10 +231,11 @@ class AdvancedML:
     # ``learn_one`` (a client report) refreshes that node and drains the nodes
     # ``pick`` found out of date (a new load report, or ``refresh_s`` of age);
     # the server's background job (:func:`refresh_learned`) drains them too.
-    # A pick reads the cached prediction and applies this registry's
-    # dispatches since (× (q_now + 1) / (q_then + 1)); after a new load report
-    # it rescales by the queue estimate from that report until the refresh.
-    # Only a node that has never been scored is scored inside a pick (once).
+    # A cost entry (``_settle``) reads the cached prediction and applies this
+    # registry's dispatches since (× (q_now + 1) / (q_then + 1)); after a new
+    # load report it rescales by the queue estimate from that report until the
+    # refresh. Only a node never scored, and at most ``inline_max`` nodes with a
+    # new load report, are scored while a pick waits.
     @staticmethod
     def _queue_now(state, now):
         rt = state.report_time
@@ -189,6 +267,8 @@ class AdvancedML:
             state.extra[CACHE_KEY] = [state.results, state.report_time, now, exp(p), q,
                                       state.dispatched_since_report, share]
             pending.pop(id(node), None)
+            if state.watch is not None:
+                state.watch.add(state)
         self.refreshes += len(nodes)
 
     def refresh_pending(self, now, limit: int | None = None) -> int:
@@ -243,21 +323,79 @@ class AdvancedML:
             self.last_error = f"{type(exc).__name__}: {exc}"
             node.state.extra.pop(CACHE_KEY, None)
 
-    def _pick(self, mlp, pool, nodes, ctx):
+    def _update(self, pool, book, ctx):
+        """Bring ``pool``'s cost book up to date, or None when the model is not
+        usable: build the book, recompute the entries of nodes whose telemetry
+        changed, and every ``refresh_s`` re-derive the time-dependent factors.
+        A large pool (sampled picks) leaves its entries to :meth:`_sample`,
+        which settles only the candidates it draws."""
+        model = self._model()
+        if model is None:
+            pool.cache.pop(self._key, None)
+            return None
+        now, rng = ctx.now, ctx.rng
+        nodes = pool.nodes
+        try:
+            if book is None:
+                book = CostBook(nodes, now, self.d if len(nodes) > self.scan_max else 0)
+            book.mlp = model.mlp
+            if now >= book.sweep_at:
+                book.rebase(now, self.share_tau_s, self.cap)
+                book.sweep_at = now + self.refresh_s
+                if not book.d:
+                    self._settle(book, range(len(nodes)), now, rng)
+            elif book.dirty and not book.d:
+                index = book.index
+                self._settle(book, [index[s] for s in book.dirty], now, rng)
+            if not book.d:
+                book.dirty.clear()  # includes the nodes re-scored just now, whose entries are fresh
+            book.due = book.sweep_at
+            pool.cache[self._key] = book
+        except Exception as exc:  # a model must never break discovery
+            self._failed(exc)
+            return None
+        self.fallback_reason = None
+        return book
+
+    def _sample(self, book, ctx):
+        """Power of d choices in a large pool: d distinct candidates, whose
+        entries are settled if their node changed or they are older than
+        ``refresh_s``; the index of the cheapest, or None if the model failed."""
+        rand = ctx.rng.random
+        n = len(book.cost)
+        seen = set()
+        while len(seen) < book.d:
+            seen.add(int(rand() * n))
         now = ctx.now
-        n = len(nodes)
-        if n <= self.scan_max:
-            cand = nodes
-        else:
-            rand = ctx.rng.random
-            seen = set()
-            while len(seen) < self.d:
-                seen.add(int(rand() * n))
-            cand = [nodes[k] for k in seen]
+        old = now - self.refresh_s
+        stamp, nodes, dirty = book.stamp, book.nodes, book.dirty
+        todo = [i for i in seen if stamp[i] <= old or nodes[i].state in dirty]
+        if todo:
+            try:
+                self._settle(book, todo, now, ctx.rng)
+            except Exception as exc:  # a model must never break discovery
+                self._failed(exc)
+                return None
+            for i in todo:
+                dirty.discard(nodes[i].state)
+        return min(seen, key=book.cost.__getitem__)
+
+    def _failed(self, exc) -> None:
+        self.model_errors += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        self.fallback_reason = "failing: " + self.last_error
+
+    def _settle(self, book, indices, now, rng):
+        """Recompute the cost entries ``indices`` of ``book`` from the nodes'
+        cached predictions and current telemetry. A node never scored, or (at
+        most ``inline_max``) one with a new load report, is scored first in one
+        batched forward; other out-of-date nodes are queued for re-scoring off
+        the pick path and meanwhile rescaled by their queue now."""
+        nodes = book.nodes
         cold = None
         inline = self.inline_max
-        for node in cand:
-            state = node.state
+        for i in indices:
+            state = nodes[i].state
             c = state.extra.get(CACHE_KEY)
             if c is None or (inline and (c[1] != state.report_time or state.dispatched_since_report < c[5])):
                 if c is not None:
@@ -265,88 +403,66 @@ class AdvancedML:
                         continue
                     inline -= 1
                 if cold is None:
-                    cold = [node]
+                    cold = [nodes[i]]
                 else:
-                    cold.append(node)
-        if cold:  # never scored, or (at most inline_max) a new load report since: one batched forward
-            self._refresh(mlp, cold, now)
+                    cold.append(nodes[i])
+        if cold:
+            self._refresh(book.mlp, cold, now)
             self.cold_refreshes += len(cold)
-        refresh_s = self.refresh_s
-        pending = self._pending
-        # pool-level bookkeeping: first registration time and the decayed dispatch total
-        book = pool.cache.get(self._key)
-        if book is None:
-            book = pool.cache[self._key] = [min(node.registered_at for node in nodes), now, 0.0]
         exp = math.exp
-        tau = self.share_tau_s
-        total = book[2] * exp(-max(now - book[1], 0.0) / tau)
-        fair_cap = self.cap / n if n >= 3 else math.inf
-        oldest = book[0]
+        pending = self._pending
+        refresh_s = self.refresh_s
         err_tau = self.error_tau_s
         # evidence about a node reaches this registry at its share of the node's
         # traffic: with K registries, wait K times longer before exploring
         scale = 1.0 / max(self.share_ewma, 0.05)
         idle_s, idle_tau = self.idle_s * scale, self.idle_tau_s * scale
-        best, best_cost, best_capped, ties = None, math.inf, True, 0
-        rand = ctx.rng.random
-        queue_now = self._queue_now
-        fast_errors = self.fast_errors
-        for node in cand:
+        oldest = book.oldest
+        rand = rng.random
+        cost, slope, stamp = book.cost, book.slope, book.stamp
+        for i in indices:
+            node = nodes[i]
             state = node.state
             c = state.extra[CACHE_KEY]
             if c[1] != state.report_time or state.dispatched_since_report < c[5]:
                 # a new load report since the score: rescale by the queue it implies
                 pending[id(node)] = node
-                q = queue_now(state, now)[0]
+                q, share, _ = self._queue_now(state, now)
             else:
                 if c[0] != state.results or now - c[2] > refresh_s:
                     pending[id(node)] = node
-                q = c[4] + (state.dispatched_since_report - c[5]) / c[6]
-            cost = c[3] * (q + 1.0) / (c[4] + 1.0)
+                share = c[6]
+                q = c[4] + (state.dispatched_since_report - c[5]) / share
+            base = c[3] / (c[4] + 1.0)
             # fast failures count as slow; the penalty fades while the node gets no reports
-            err = state.extra.get(FERR_KEY, 0.0) if fast_errors else state.error_ewma
+            err = state.extra.get(FERR_KEY, 0.0) if self.fast_errors else state.error_ewma
+            lr = state.last_result_time
             if err > 0.0:
-                lr = state.last_result_time
                 if lr is not None and now > lr:
                     err *= exp(-(now - lr) / err_tau)
-                cost *= 1.0 + self.error_penalty * err
+                base *= 1.0 + self.error_penalty * err
             # exploration: an estimate nobody has checked for a while fades (as
             # Peak-EWMA does), so a node that was slow gets a probe once it may
             # have recovered instead of being starved on old evidence
-            lr = state.last_result_time
             if lr is not None and now - lr > idle_s:
-                cost *= exp(-(now - lr - idle_s) / idle_tau)
+                base *= exp(-(now - lr - idle_s) / idle_tau)
             # slow start: a node that joined after its peers ramps up
             born = node.registered_at
             if born - oldest > self.slow_start_grace_s and now - born < self.slow_start_s:
-                cost /= max(self.slow_start_min, (now - born) / self.slow_start_s)
-            # share cap
-            capped = False
-            if total > 20.0:
-                share = state.extra.get(SHARE_KEY)
-                if share is not None:
-                    capped = share[1] * exp(-max(now - share[0], 0.0) / tau) > fair_cap * total
-            if (best_capped and not capped) or (capped == best_capped and cost < best_cost):
-                best, best_cost, best_capped, ties = node, cost, capped, 1
-            elif capped == best_capped and cost == best_cost:
-                ties += 1
-                if rand() * ties < 1.0:
-                    best = node
-        # account the dispatch for the share cap
-        book[1] = now
-        book[2] = total + 1.0
-        extra = best.state.extra
-        share = extra.get(SHARE_KEY)
-        mine = 0.0 if share is None else share[1] * exp(-max(now - share[0], 0.0) / tau)
-        extra[SHARE_KEY] = (now, mine + 1.0)
-        return best
+                base /= max(self.slow_start_min, (now - born) / self.slow_start_s)
+            # equal costs are broken at random, once per entry
+            cost[i] = base * (q + 1.0) * (1.0 + 1e-9 * rand())
+            stamp[i] = now
+            slope[i] = base / share
+            if book.allow[i] < 0:  # over the share cap
+                cost[i] += CAPPED
 
     # --- observability -----------------------------------------------------------
     def status(self) -> dict:
         store = self._store()
         s = store.status()
         s.update({
-            "strategy": self.name, "picks": self.picks, "fallbacks": self.fallbacks,
+            "strategy": self.name, "fallbacks": self.fallbacks,
             "fallbackActive": store.current is None or self.fallback_reason is not None,
             "fallbackReason": self.fallback_reason, "modelErrors": self.model_errors,
             "cacheRefreshes": self.refreshes, "coldRefreshes": self.cold_refreshes,
