@@ -61,10 +61,13 @@ class OutstandingCounter:
         self.head = b
 
     def add(self, now: float) -> None:
-        if self.buckets is None:
-            self.buckets = [0] * self.SLOTS
-        self._advance(now)
-        self.buckets[self.head % self.SLOTS] += 1
+        head = self.head
+        if head is None or int(now // self.width) != head:  # not the newest bucket: move the ring
+            if self.buckets is None:
+                self.buckets = [0] * self.SLOTS
+            self._advance(now)
+            head = self.head
+        self.buckets[head % self.SLOTS] += 1
         self.total += 1
 
     def remove(self, now: float) -> bool:
@@ -81,7 +84,8 @@ class OutstandingCounter:
         return False
 
     def count(self, now: float) -> int:
-        self._advance(now)
+        if self.head is not None and int(now // self.width) != self.head:
+            self._advance(now)
         return self.total
 
 

@@ -68,14 +68,12 @@ def _start(status: int, length: int) -> dict:
     return message
 
 
-async def send_json(send, status: int, payload, headers=None) -> None:
-    body = encode(payload)
-    if headers:
-        await send({"type": "http.response.start", "status": status,
-                    "headers": JSON_HEADERS + [(b"content-length", str(len(body)).encode())] + headers})
-    else:
-        await send(_start(status, len(body)))
-    await send({"type": "http.response.body", "body": body})
+def response(status: int, payload) -> tuple[dict, dict]:
+    """The two ASGI messages of a JSON response (the caller awaits ``send`` on each:
+    one coroutine frame less per request than a helper that sends them)."""
+    body = payload if type(payload) is bytes else orjson.dumps(payload)
+    start = _starts.get((status, len(body))) or _start(status, len(body))
+    return start, {"type": "http.response.body", "body": body}
 
 
 def client_ip(scope) -> str | None:

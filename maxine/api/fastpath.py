@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from time import perf_counter
 
-from .asgi import BadJson, BodyTooLarge, read_json, send_json
+from .asgi import BadJson, BodyTooLarge, read_json, response
 from .operations import Maxine
 from .routes import body_operations
 
@@ -61,7 +61,9 @@ class FastPath:
             status, payload = 500, INTERNAL
         if status >= 400:
             maxine.errors += 1
-        await send_json(send, status, payload)
+        start, body = response(status, payload)
+        await send(start)
+        await send(body)
 
     def _counting(self, send):
         async def counting_send(message):

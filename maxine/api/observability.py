@@ -2,7 +2,7 @@
 
 Only two tiny things run per request, both updated in place by the discovery
 path: :class:`LatencyHistogram` (fixed buckets of plain ints) and a per-node
-``{strategy: count}`` dict in ``NodeState.extra`` (see :func:`count_dispatch`).
+``{strategy: count}`` dict in ``NodeState.extra`` (counted by ``Maxine.discover``).
 Everything else is read at scrape time by :class:`MaxineCollector` from the
 plain counters the server already keeps, or sampled every few seconds in the
 background by :meth:`Observability.sample`, so the cost of observability does
@@ -96,15 +96,6 @@ class LatencyHistogram:
             if running >= q * n:
                 return bound
         return self.bounds[-1]
-
-
-def count_dispatch(node, strategy: str) -> None:
-    """Count one pick of ``strategy`` on ``node`` (called by discovery)."""
-    extra = node.state.extra
-    by = extra.get(BY_STRATEGY)
-    if by is None:
-        by = extra[BY_STRATEGY] = {}
-    by[strategy] = by.get(strategy, 0) + 1
 
 
 # --- health score ----------------------------------------------------------------------

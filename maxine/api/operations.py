@@ -17,9 +17,10 @@ import orjson
 from .. import balancers
 from ..balancers import Balancers, PickContext
 from ..registry import CallGraph, Registry
+from ..registry.encoding import dumps_kept
 from ..settings import Settings
 from . import validation
-from .observability import LatencyHistogram, count_dispatch
+from .observability import BY_STRATEGY, LatencyHistogram
 from .asgi import client_ip, header
 from .validation import Invalid
 
@@ -131,28 +132,32 @@ class Maxine:
             ip = client_ip(scope) if scope else None
             ctx.client_ip = ip
             ctx.client_key = query.client_id or (header(scope, b"x-client-id") if scope else None) or ip
-        for _ in range(2):
-            pool = registry.pool(query.service, query.version, query.tags)
-            if not pool:
-                return 404, SERVICE_UNAVAILABLE
-            node = strategy.pick(pool, ctx)
-            if now < node.deadline:
-                break
+        pool = registry.pool(query.service, query.version, query.tags)
+        if pool is None or not pool.nodes:
+            return 404, SERVICE_UNAVAILABLE
+        node = strategy.pick(pool, ctx)
+        if now >= node.deadline:
             # Its lease passed and the sweeper has not acted yet: never serve it, but leave
             # the expiry to the sweeper (self-preservation, grace, one decider across replicas).
             # The rebuilt pool holds only live instances.
             registry.drop_pools(query.service)
-        else:
-            return 404, SERVICE_UNAVAILABLE
+            pool = registry.pool(query.service, query.version, query.tags)
+            if not pool:
+                return 404, SERVICE_UNAVAILABLE
+            node = strategy.pick(pool, ctx)
         name = query.strategy_name
         if self.recorder is not None:
             self.recorder.discovery(now, node, name)
-        node.state.on_dispatch(now)
+        state = node.state
+        state.on_dispatch(now)
         self.discoveries[name] = self.discoveries.get(name, 0) + 1
-        count_dispatch(node, name)  # per-node picks by strategy, for the dashboard
+        by = state.extra.get(BY_STRATEGY)  # per-node picks by strategy, for the dashboard and metrics
+        if by is None:
+            by = state.extra[BY_STRATEGY] = {}
+        by[name] = by.get(name, 0) + 1
         body = node._bodies.get(name)
         if body is None:
-            body = node._bodies[name] = orjson.dumps({
+            body = node._bodies[name] = dumps_kept({
                 "nodeId": node.node_id, "serviceName": node.service_name, "address": node.address,
                 "host": node.host, "port": node.port, "metadata": node.metadata, "healthy": True,
                 "strategy": name,
