@@ -31,7 +31,7 @@ from concurrent.futures import ProcessPoolExecutor
 import httpx
 
 from ..progress import Progress
-from .http import machine, parse_wrk
+from .http import machine, ml_stack_loaded, parse_wrk, warm_up, wrk_discover
 from .process import ServerProcess, maxine_server
 
 
@@ -94,37 +94,6 @@ def population(instances: int, services: int, prefix: str = "svc", ttl: float = 
     return [{"serviceName": f"{prefix}-{i // per_service}", "host": f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}",
              "port": 8000 + i % 1000, "ttl": ttl, "metadata": {"version": "1.0.0", "zone": f"z{i % 3}"}}
             for i in range(instances)]
-
-
-def ml_stack_loaded(pid: int) -> bool:
-    """Whether the server has loaded statsmodels (and scipy), which the ML hub
-    imports on its first forecast: ~115 MiB resident, paid once per process."""
-    with open(f"/proc/{pid}/maps") as f:
-        return "statsmodels" in f.read()
-
-
-def warm_up(server: ServerProcess, service: str, max_seconds: float = 45.0) -> bool:
-    """Drive discovery in bursts until the ML hub has made its first forecast (so
-    its one-off imports are part of the empty server, not of the instances), or
-    ``max_seconds`` pass. Returns whether the ML stack is loaded."""
-    deadline = time.monotonic() + max_seconds
-    while not ml_stack_loaded(server.pid):
-        if time.monotonic() > deadline:
-            return False
-        wrk_discover(server, service, 2)  # bursts and pauses: a load series that varies
-        time.sleep(1.0)
-    return True
-
-
-def wrk_discover(server: ServerProcess, service: str, seconds: int) -> dict:
-    cpu0 = server.cpu_seconds()
-    out = subprocess.run(["wrk", "-t1", "-c32", f"-d{seconds}s", "--latency",
-                          f"{server.url}/discover?serviceName={service}"],
-                         capture_output=True, text=True, timeout=seconds + 30).stdout
-    cpu = server.cpu_seconds() - cpu0
-    parsed = parse_wrk(out)
-    parsed["cpu_us_per_request"] = cpu / parsed["requests"] * 1e6 if parsed["requests"] else float("nan")
-    return parsed
 
 
 def hashing_pick_cost(sizes=(10, 100, 1000, 10000), picks: int = 20000) -> list[dict]:
