@@ -123,7 +123,8 @@ class NodeState:
         # length: with the reported qps, the share of the node's traffic we see
         self.prev_dispatched = 0
         self.prev_interval_s: float | None = None
-        # a strategy's cache of this node (anything with ``add(state)``): told of each load report
+        # a weak reference to a strategy's cache of this node (anything with ``add(state)``),
+        # told by :meth:`changed`; weak, so an expired node does not keep a cache alive in a cycle
         self.watch = None
 
     # --- the three feeds -------------------------------------------------
@@ -166,8 +167,14 @@ class NodeState:
             self.reported_latency_ms = float(latency_ms)
             if self.ewma_ms is None:
                 self._observe_latency(float(latency_ms), now)
+        self.changed()
+
+    def changed(self) -> None:
+        """Tell the cache watching this node (if any) that its telemetry changed."""
         if self.watch is not None:
-            self.watch.add(self)
+            cache = self.watch()
+            if cache is not None:
+                cache.add(self)
 
     # --- estimates ----------------------------------------------------------
     def _observe_latency(self, latency_ms: float, now: float) -> None:

@@ -79,3 +79,20 @@ def test_a_load_report_reaches_the_next_pick_without_a_sweep(tmp_path):
     picked = [s.pick(pool, ctx) for _ in range(30)]
     assert busy not in picked
     assert s.fallbacks == 0
+
+
+def test_a_dropped_pool_frees_its_cost_book_without_the_cycle_collector(tmp_path):
+    import gc
+    import weakref
+
+    s, nodes = scored(tmp_path, n=4)
+    pool = Pool("svc", tuple(nodes))
+    s.pick(pool, PickContext(now=1.0, rng=random.Random(0)))
+    book = weakref.ref(pool.cache[s._key])
+    gc.disable()  # what gc.freeze() does to long-lived objects: a cycle would never be freed
+    try:
+        del pool
+        assert book() is None  # nodes outlive their pool (rebuilt on every change); the book must not
+    finally:
+        gc.enable()
+    nodes[0].state.on_load_report(2.0, in_flight=1, cpu=0.5, qps=10.0)  # a dead watch is ignored

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 
 import numpy as np
 
@@ -61,7 +62,7 @@ class CostBook:
     share cap.
 
     An entry is recomputed only when the node's telemetry changed (a load
-    report or a re-score calls :meth:`add` through ``NodeState.watch``) or
+    report or a re-score calls :meth:`add` through ``NodeState.changed``) or
     when the pool's time-dependent factors (error decay, exploration, slow
     start, share cap) are due, every ``refresh_s``; between, a pick is an
     argmin and two additions. A node in several pools notifies the newest;
@@ -72,7 +73,7 @@ class CostBook:
     from the picks counted down in ``allow`` since the previous one."""
 
     __slots__ = ("nodes", "index", "d", "mlp", "cost", "slope", "stamp", "allow", "granted", "share", "total",
-                 "t0", "unit", "dirty", "oldest", "due", "sweep_at")
+                 "t0", "unit", "dirty", "oldest", "due", "sweep_at", "__weakref__")
 
     def __init__(self, nodes, now, d: int):
         n = len(nodes)
@@ -90,8 +91,9 @@ class CostBook:
         self.t0 = now
         self.unit = 1.0
         self.dirty: set = set()
+        watch = weakref.ref(self)
         for node in nodes:
-            node.state.watch = self
+            node.state.watch = watch
         self.oldest = min(node.registered_at for node in nodes)
         self.due = self.sweep_at = now
 
@@ -267,8 +269,7 @@ class AdvancedML:
             state.extra[CACHE_KEY] = [state.results, state.report_time, now, exp(p), q,
                                       state.dispatched_since_report, share]
             pending.pop(id(node), None)
-            if state.watch is not None:
-                state.watch.add(state)
+            state.changed()
         self.refreshes += len(nodes)
 
     def refresh_pending(self, now, limit: int | None = None) -> int:
