@@ -188,6 +188,15 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, hidden: list[int], epochs: int, batch:
                          "threads": int(threads), "max_seconds": max_seconds, "stopped_early": stopped_early}}
 
 
+def fit_sections(fit: dict, seconds: dict) -> dict:
+    """The ``architecture``, ``scaling`` and ``training`` sections of every model's
+    metadata, from :func:`fit_mlp`'s result and the steps' timings (seconds)."""
+    arrays = fit["arrays"]
+    return {"architecture": {"layers": fit["dims"], "activation": "relu"},
+            "scaling": {"mean": arrays["mean"].tolist(), "scale": arrays["scale"].tolist()},
+            "training": {**fit["settings"], "seconds": {k: round(v, 2) for k, v in seconds.items()}}}
+
+
 def data_summary(data_dir: str, cols: dict, rows: int, train_rows: int, test_rows: int, holdout: float) -> dict:
     """The ``data`` section of every model's metadata."""
     now = cols["now"]
@@ -217,18 +226,14 @@ def train(data_dir: str, epochs: int = 8, hidden: int = 64, layers: int = 2, bat
     metrics = evaluate(fit["mlp"], x[is_test], y[is_test], key[is_test])
     metrics["train_rmse_log"] = float(np.sqrt(losses[-1])) if losses else float("nan")
     metrics["baseline_rmse_log"] = float(np.sqrt(np.mean((y[is_test] - ytr.mean()) ** 2)))
-    mean, scale = fit["arrays"]["mean"], fit["arrays"]["scale"]
     meta = {
         "model": MODEL,
         "kind": "mlp-latency",
         "target": "log expected latency ms (true_delay_ms, else realised latency; failures x5)",
         "features": list(FEATURES),
-        "architecture": {"layers": fit["dims"], "activation": "relu"},
-        "scaling": {"mean": mean.tolist(), "scale": scale.tolist()},
         "data": data_summary(data_dir, cols, len(y), train_idx.sum(), is_test.sum(), holdout),
-        "training": {**fit["settings"],
-                     "seconds": {"read": round(t_read, 2), "features": round(t_feat, 2),
-                                 "train": round(fit["seconds"], 2), "total": round(time.perf_counter() - t_start, 2)}},
+        **fit_sections(fit, {"read": t_read, "features": t_feat, "train": fit["seconds"],
+                             "total": time.perf_counter() - t_start}),
         "metrics": metrics,
     }
     return {"arrays": fit["arrays"], "state_dict": fit["state_dict"], "metadata": meta}

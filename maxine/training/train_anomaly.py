@@ -24,7 +24,7 @@ import numpy as np
 
 from ..models.anomaly_model import MODEL, reconstruction_error
 from ..models.features import FEATURES, feature_matrix
-from .train import TrainError, data_summary, fit_mlp, read_columns, run_ids, time_cut
+from .train import TrainError, data_summary, fit_mlp, fit_sections, read_columns, run_ids, time_cut
 
 SLOW_SPEED = 0.5      # a node below half its nominal speed is degraded (ground truth)
 QUANTILE = 0.99       # of the training rows' reconstruction error
@@ -119,13 +119,10 @@ def train(data_dir: str, epochs: int = 6, hidden: int = 32, bottleneck: int = 6,
         "features": list(FEATURES),
         "threshold": threshold,
         "ground_truth": f"true_speed < {SLOW_SPEED} or true_fail_rate > 0 (simulator logs); trained on healthy rows",
-        "architecture": {"layers": fit["dims"], "activation": "relu"},
-        "scaling": {"mean": fit["arrays"]["mean"].tolist(), "scale": fit["arrays"]["scale"].tolist()},
         "data": {**data_summary(data_dir, cols, ok.sum(), train_rows.sum(), test_rows.sum(), holdout),
                  "degraded_rows": int(label[ok].sum()), "ground_truth_rows": int(known[ok].sum())},
-        "training": {**fit["settings"],
-                     "seconds": {"read": round(t_read, 2), "features": round(t_feat, 2),
-                                 "train": round(fit["seconds"], 2), "total": round(time.perf_counter() - t_start, 2)}},
+        **fit_sections(fit, {"read": t_read, "features": t_feat, "train": fit["seconds"],
+                             "total": time.perf_counter() - t_start}),
         "metrics": metrics,
     }
     return {"arrays": fit["arrays"], "state_dict": fit["state_dict"], "metadata": meta}

@@ -29,7 +29,7 @@ from ..models.features import FEATURES, LAG_S, LAGGED_FEATURES, lagged_matrix
 from ..models.forecast import SERIES_POINTS, fit as holt_fit
 from ..models.forecast_model import MODEL
 from ..progress import Progress
-from .train import TrainError, data_summary, fit_mlp, read_columns, run_ids, time_cut
+from .train import TrainError, data_summary, fit_mlp, fit_sections, read_columns, run_ids, time_cut
 from .train_anomaly import SIM, observations  # the same simulator runs and node observations
 
 HORIZON_S = 30.0
@@ -166,13 +166,9 @@ def train(data_dir: str, epochs: int = 8, hidden: int = 32, layers: int = 2, bat
         "target": f"log mean Peak-EWMA latency ms of the node's rows within +-{WINDOW_S:g} s of now + {horizon:g} s",
         "features": list(LAGGED_FEATURES),
         "horizon_s": horizon, "lag_s": LAG_S, "window_s": WINDOW_S,
-        "architecture": {"layers": fit["dims"], "activation": "relu"},
-        "scaling": {"mean": fit["arrays"]["mean"].tolist(), "scale": fit["arrays"]["scale"].tolist()},
         "data": data_summary(data_dir, cols, is_train.sum() + is_test.sum(), is_train.sum(), is_test.sum(), holdout),
-        "training": {**fit["settings"],
-                     "seconds": {"read": round(t_read, 2), "features": round(t_feat, 2),
-                                 "train": round(fit["seconds"], 2), "evaluate": round(t_eval, 2),
-                                 "total": round(time.perf_counter() - t_start, 2)}},
+        **fit_sections(fit, {"read": t_read, "features": t_feat, "train": fit["seconds"], "evaluate": t_eval,
+                             "total": time.perf_counter() - t_start}),
         "metrics": metrics,
     }
     return {"arrays": fit["arrays"], "state_dict": fit["state_dict"], "metadata": meta}
