@@ -129,6 +129,32 @@ def test_fast_failures_do_not_attract_traffic(tmp_path):
     assert counts[bad.node_id] < 0.5 * 2000 / 5, counts
 
 
+@pytest.mark.parametrize("one_probe", [True, False])
+def test_exploration_sends_one_probe_at_a_time(tmp_path, one_probe):
+    """A node whose bad evidence has faded gets one probe; while that probe is
+    unanswered the old evidence stands, so a still-slow node never takes a burst."""
+    s = AdvancedML(store=make_store(tmp_path), one_probe=one_probe)
+    nodes = fleet(4)
+    bad = nodes[0]
+    drive(s, nodes, 400, lambda n: 20.0, fail_of=lambda n: n is bad)  # its fast failures count as slow
+    pool = Pool("svc", tuple(nodes))
+    ctx = PickContext(now=4.0, rng=random.Random(3))
+    probes = 0
+    for k in range(2500):  # 25 s, within the 30 s after which an unanswered dispatch is forgotten
+        ctx.now = 4.0 + k * 0.01
+        node = s.pick(pool, ctx)
+        node.state.on_dispatch(ctx.now)
+        if node is bad:
+            probes += 1
+            continue
+        node.state.on_result(20.0, True, ctx.now)
+        s.learn_one(node, 20.0, True, ctx.now)
+    if one_probe:
+        assert probes == 1
+    else:
+        assert probes > 3  # the rule is what holds the burst back
+
+
 def test_slow_start_ramps_a_new_instance(tmp_path):
     s = AdvancedML(store=make_store(tmp_path), slow_start_s=30.0)
     old = fleet(4, born=0.0)

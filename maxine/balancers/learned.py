@@ -72,14 +72,15 @@ class CostBook:
     exp((t - t0) / tau) and brought up to date at each sweep (:meth:`rebase`)
     from the picks counted down in ``allow`` since the previous one."""
 
-    __slots__ = ("nodes", "index", "d", "mlp", "cost", "slope", "stamp", "allow", "granted", "share", "total",
+    __slots__ = ("nodes", "index", "d", "refresh_s", "mlp", "cost", "slope", "stamp", "allow", "granted", "share", "total",
                  "t0", "unit", "dirty", "oldest", "due", "sweep_at", "__weakref__")
 
-    def __init__(self, nodes, now, d: int):
+    def __init__(self, nodes, now, d: int, refresh_s: float):
         n = len(nodes)
         self.nodes = nodes
         self.index = {node.state: i for i, node in enumerate(nodes)}
         self.d = d  # candidates drawn per pick; 0 = all
+        self.refresh_s = refresh_s  # sweep interval, and the age at which a drawn entry is settled again
         self.mlp = None  # the model's forward pass, as of the last update
         self.cost = [0.0] * n
         self.slope = [0.0] * n
@@ -136,8 +137,9 @@ class AdvancedML:
                  error_penalty: float = 5.0, slow_start_s: float = 30.0, slow_start_min: float = 0.1,
                  slow_start_grace_s: float = 5.0, cap: float = 4.0, share_tau_s: float = 5.0,
                  max_age_s: float | None = None, recheck_s: float = 5.0, refresh_s: float = 0.05,
+                 sampled_refresh_s: float = 0.25,
                  error_tau_s: float = 5.0, idle_s: float = 1.0, idle_tau_s: float = 3.0, drain_max: int = 64,
-                 fast_errors: bool = True, inline_max: int = 2):
+                 fast_errors: bool = True, inline_max: int = 2, one_probe: bool = True):
         self.name = name
         self.model = model
         self.store = store
@@ -152,6 +154,7 @@ class AdvancedML:
         self.max_age_s = max_age_s
         self.recheck_s = recheck_s
         self.refresh_s = refresh_s
+        self.sampled_refresh_s = sampled_refresh_s
         self.error_tau_s = error_tau_s
         self.idle_s = idle_s
         self.idle_tau_s = idle_tau_s
@@ -177,6 +180,7 @@ class AdvancedML:
         # batched forward, ~15 µs); the rest wait for learn_one / the background job
         self.inline_max = inline_max
         self.cold_refreshes = 0
+        self.one_probe = one_probe
 
     # --- the model -----------------------------------------------------------
     def _store(self) -> ModelStore:
@@ -338,11 +342,14 @@ class AdvancedML:
         nodes = pool.nodes
         try:
             if book is None:
-                book = CostBook(nodes, now, self.d if len(nodes) > self.scan_max else 0)
+                if len(nodes) > self.scan_max:
+                    book = CostBook(nodes, now, self.d, self.sampled_refresh_s)
+                else:
+                    book = CostBook(nodes, now, 0, self.refresh_s)
             book.mlp = model.mlp
             if now >= book.sweep_at:
                 book.rebase(now, self.share_tau_s, self.cap)
-                book.sweep_at = now + self.refresh_s
+                book.sweep_at = now + book.refresh_s
                 if not book.d:
                     self._settle(book, range(len(nodes)), now, rng)
             elif book.dirty and not book.d:
@@ -368,7 +375,7 @@ class AdvancedML:
         while len(seen) < book.d:
             seen.add(int(rand() * n))
         now = ctx.now
-        old = now - self.refresh_s
+        old = now - book.refresh_s
         stamp, nodes, dirty = book.stamp, book.nodes, book.dirty
         todo = [i for i in seen if stamp[i] <= old or nodes[i].state in dirty]
         if todo:
@@ -394,7 +401,7 @@ class AdvancedML:
         the pick path and meanwhile rescaled by their queue now."""
         nodes = book.nodes
         cold = None
-        inline = self.inline_max
+        inline = 0 if book.d else self.inline_max
         for i in indices:
             state = nodes[i].state
             c = state.extra.get(CACHE_KEY)
@@ -437,24 +444,36 @@ class AdvancedML:
             base = c[3] / (c[4] + 1.0)
             # fast failures count as slow; the penalty fades while the node gets no reports
             err = state.extra.get(FERR_KEY, 0.0) if self.fast_errors else state.error_ewma
-            lr = state.last_result_time
             if err > 0.0:
-                if lr is not None and now > lr:
-                    err *= exp(-(now - lr) / err_tau)
                 base *= 1.0 + self.error_penalty * err
-            # exploration: an estimate nobody has checked for a while fades (as
-            # Peak-EWMA does), so a node that was slow gets a probe once it may
-            # have recovered instead of being starved on old evidence
-            if lr is not None and now - lr > idle_s:
-                base *= exp(-(now - lr - idle_s) / idle_tau)
+            faded = base
+            lr = state.last_result_time
+            if lr is not None and now > lr:
+                if err > 0.0:
+                    faded *= (1.0 + self.error_penalty * err * exp(-(now - lr) / err_tau)) / (1.0 + self.error_penalty * err)
+                # exploration: an estimate nobody has checked for a while fades (as
+                # Peak-EWMA does), so a node that was slow gets a probe once it may
+                # have recovered instead of being starved on old evidence
+                if now - lr > idle_s:
+                    faded *= exp(-(now - lr - idle_s) / idle_tau)
+                # one probe at a time: while a dispatch to a faded node is unanswered,
+                # the old evidence stands (else a slow node takes a burst before the
+                # first probe's answer returns)
+                if faded < base and self.one_probe and state.outstanding.count(now):
+                    faded = base
             # slow start: a node that joined after its peers ramps up
             born = node.registered_at
             if born - oldest > self.slow_start_grace_s and now - born < self.slow_start_s:
-                base /= max(self.slow_start_min, (now - born) / self.slow_start_s)
+                ramp = max(self.slow_start_min, (now - born) / self.slow_start_s)
+                base /= ramp
+                faded /= ramp
             # equal costs are broken at random, once per entry
-            cost[i] = base * (q + 1.0) * (1.0 + 1e-9 * rand())
+            cost[i] = c_i = faded * (q + 1.0) * (1.0 + 1e-9 * rand())
             stamp[i] = now
-            slope[i] = base / share
+            if faded < base and self.one_probe:  # after the probe, the full estimate with it queued
+                slope[i] = base * (q + 1.0 + 1.0 / share) - c_i
+            else:
+                slope[i] = faded / share
             if book.allow[i] < 0:  # over the share cap
                 cost[i] += CAPPED
 
