@@ -118,8 +118,8 @@ class Instance:
                 self.window_done += 1
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                 await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
-            pass
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError, asyncio.CancelledError):
+            pass  # the client went away, or the run is over and the server is closing
         finally:
             writer.close()
 
@@ -289,35 +289,52 @@ async def run_strategy(url: str, sc: dict, strategy: str, seed: int, instances: 
     }
 
 
-async def run_live(sc: dict, strategies: list[str], seed: int, max_seconds: float, progress: bool,
+async def run_live(sc: dict, strategies: list[str], seeds: list[int], max_seconds: float, progress: bool,
                    port: int | None = None, log_path: str = "/tmp/maxine-bench-live.log") -> list[dict]:
+    """Every strategy on every seed's workload, against one server. The order of
+    the strategies rotates from seed to seed, so none always runs first or last."""
     results = []
+    speeds, workers = [], []
+    for group in sc["servers"]:
+        for _ in range(int(group.get("count", 1))):
+            speeds.append(float(group.get("speed", 1.0)))
+            workers.append(int(group.get("workers", 1)))
+    n = int(sc["requests"])
     with open(log_path, "wb") as log, maxine_server(port=port, output=log) as server:  # stopped by PID
-        url = server.url
-        rng = np.random.default_rng(seed)
-        speeds, workers = [], []
-        for group in sc["servers"]:
-            for _ in range(int(group.get("count", 1))):
-                speeds.append(float(group.get("speed", 1.0)))
-                workers.append(int(group.get("workers", 1)))
-        # every instance gets its own seeded work sequence; the same for every strategy
-        n = int(sc["requests"])
-        instances = [Instance(i, s, w, _service_work_ms(rng, sc["service_time"], n), rng.random(n))
-                     for i, (s, w) in enumerate(zip(speeds, workers))]
-        for inst in instances:
-            await inst.start()
-        bar = Progress(len(strategies), "strategies", enabled=progress)
+        bar = Progress(len(strategies) * len(seeds), "runs", enabled=progress)
         started = time.perf_counter()
-        for strategy in strategies:
-            left = max_seconds - (time.perf_counter() - started)
-            if left <= 1.0:
-                print(f"\nstopping: --max-seconds reached before {strategy}", file=sys.stderr)
+        for k, seed in enumerate(seeds):
+            # every instance gets its own seeded work sequence; the same for every strategy
+            rng = np.random.default_rng(seed)
+            instances = [Instance(i, s, w, _service_work_ms(rng, sc["service_time"], n), rng.random(n))
+                         for i, (s, w) in enumerate(zip(speeds, workers))]
+            for inst in instances:
+                await inst.start()
+            for strategy in strategies[k % len(strategies):] + strategies[:k % len(strategies)]:
+                left = max_seconds - (time.perf_counter() - started)
+                if left <= 1.0:
+                    print(f"\nstopping: --max-seconds reached before {strategy} (seed {seed})", file=sys.stderr)
+                    break
+                results.append(await run_strategy(server.url, sc, strategy, seed, instances, left))
+                bar.step(f"{strategy} seed {seed}")
+            for inst in instances:
+                inst.server.close()
+            if time.perf_counter() - started >= max_seconds - 1.0:
                 break
-            results.append(await run_strategy(url, sc, strategy, seed, instances, left))
-            bar.step(strategy)
-        for inst in instances:
-            inst.server.close()
     return results
+
+
+def wins(results: list[dict]) -> dict[str, int]:
+    """Per strategy: on how many seeds it had the lowest p99 (among the seeds every strategy finished)."""
+    by_seed: dict[int, list[dict]] = {}
+    for r in results:
+        by_seed.setdefault(r["seed"], []).append(r)
+    names = {r["strategy"] for r in results}
+    count = dict.fromkeys(sorted(names), 0)
+    for rs in by_seed.values():
+        if {r["strategy"] for r in rs} == names:
+            count[min(rs, key=lambda r: r["p99_ms"])["strategy"]] += 1
+    return count
 
 
 def main(argv: list[str]) -> int:
@@ -329,7 +346,9 @@ def main(argv: list[str]) -> int:
                         "(default: a small built-in live scenario)")
     parser.add_argument("--strategies", help=f"comma-separated (default: {','.join(LIVE_STRATEGIES)})")
     parser.add_argument("--requests", type=int, help="requests per strategy (overrides the scenario)")
-    parser.add_argument("--seed", type=int, help="workload seed (default: the scenario's first seed)")
+    parser.add_argument("--seeds", help="comma-separated workload seeds (default: the scenario's first seed); "
+                        "results are averaged over seeds")
+    parser.add_argument("--seed", type=int, help="one workload seed (same as --seeds N)")
     parser.add_argument("--max-seconds", type=float, default=120.0, help="wall-clock bound for the whole run")
     parser.add_argument("--port", type=int, help="port for the maxine server (default: a free one)")
     parser.add_argument("--json", metavar="OUT", help="write the results as JSON")
@@ -349,9 +368,14 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"error: not production strategies: {unknown}", file=sys.stderr)
         return 2
-    seed = args.seed if args.seed is not None else sc["seeds"][0]
+    try:
+        seeds = ([int(s) for s in args.seeds.split(",")] if args.seeds
+                 else [args.seed if args.seed is not None else sc["seeds"][0]])
+    except ValueError:
+        print(f"error: --seeds takes comma-separated integers, got {args.seeds!r}", file=sys.stderr)
+        return 2
     t0 = time.perf_counter()
-    results = asyncio.run(run_live(sc, strategies, seed, args.max_seconds, not args.no_progress, args.port))
+    results = asyncio.run(run_live(sc, strategies, seeds, args.max_seconds, not args.no_progress, args.port))
     wall = time.perf_counter() - t0
     if not results:
         print("error: no strategy finished", file=sys.stderr)
@@ -359,8 +383,10 @@ def main(argv: list[str]) -> int:
     rows = bench.aggregate(results)
     marks = bench.mark(rows)
     sys.stdout.write(bench.format_tables(rows, marks, {sc["name"]: sc.get("description", "")}))
-    print(f"\nlive: {len(results)} strategies × {sc['requests']} requests in {wall:.1f}s wall "
+    print(f"\nlive: {len(results)} runs (strategy × seed) × {sc['requests']} requests in {wall:.1f}s wall "
           "('pick µs' = client-side /discover round trip)")
+    if len(seeds) > 1:
+        print("lowest p99, seeds won: " + ", ".join(f"{s} {n}" for s, n in wins(results).items()))
     if args.json:
         bench.write_json(args.json, rows, results, marks, {"wall_s": round(wall, 2), "mode": "live",
                                                           "argv": ["maxine", "bench", "live", *argv]})
