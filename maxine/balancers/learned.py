@@ -19,20 +19,25 @@ The picker (never a plain argmax over predictions across registries):
   ties at random;
 - the costs live in a per-pool :class:`CostBook`: an entry is recomputed when
   its node's telemetry changes or every ``refresh_s`` (for the factors that
-  move with time), so the common pick is an argmin over a list plus the cost
+  move with time; ``sampled_refresh_s`` in a sampled pool, where each node is
+  compared rarely), so the common pick is an argmin over a list plus the cost
   of the one request it adds — about as cheap as round-robin's bookkeeping;
 - guardrails: **slow start** — a node registered later than its peers ramps
   from ``slow_start_min`` to full weight over ``slow_start_s``; **share cap** —
   a node whose decayed share of this strategy's recent dispatches exceeds
   ``cap`` × fair share (1/n) is skipped while any other candidate is under it;
+  **one probe at a time** — old evidence against a node (errors, latency)
+  fades while nobody checks it, so it gets a probe; while that probe is
+  unanswered the full estimate stands, so a node that is still slow takes one
+  request, not a burst (an unanswered dispatch is forgotten after 30 s);
   **fallback** — without a usable model (missing, refused, stale by
   ``max_age_s``, or a forward pass that raised or returned non-finite values)
   the pick is made by ``p2c-peak-ewma`` and counted in ``fallbacks``.
 
 The model's forward pass is numpy (:mod:`maxine.models.mlp`); nothing here
 imports torch. ``pick`` never raises because of the model, and runs it only for
-a node never scored and for at most ``inline_max`` candidates with a new load
-report; other re-scoring happens in ``learn_one`` and ``refresh_pending`` (the
+a node never scored and, in a scanned pool, for at most ``inline_max``
+candidates with a new load report; other re-scoring happens in ``learn_one`` and ``refresh_pending`` (the
 server's :func:`refresh_learned` background job).
 """
 
@@ -367,8 +372,8 @@ class AdvancedML:
 
     def _sample(self, book, ctx):
         """Power of d choices in a large pool: d distinct candidates, whose
-        entries are settled if their node changed or they are older than
-        ``refresh_s``; the index of the cheapest, or None if the model failed."""
+        entries are settled if their node changed or they are older than the
+        book's ``refresh_s``; the index of the cheapest, or None if the model failed."""
         rand = ctx.rng.random
         n = len(book.cost)
         seen = set()
