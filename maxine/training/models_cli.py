@@ -41,7 +41,7 @@ def sim_defaults(model: str) -> dict:
     """What ``--from-sim default`` records for ``model``."""
     if model == "advanced-ml":
         return {"scenarios": DEFAULT_SIM_SCENARIOS, "behaviours": DEFAULT_BEHAVIOURS, "seeds": "10-14",
-                "every": 20, "requests": None}
+                "every": 20, "requests": None, "time_scales": "1,3"}
     return trainer(model).SIM
 
 
@@ -51,6 +51,26 @@ def scenario_by_name(name: str) -> dict:
 
     own = os.path.join(SIM_SCENARIO_DIR, f"{name}.json")
     return scenarios.by_name(own if os.path.exists(own) else name)
+
+
+def time_scaled(scs: list[dict], scales: list[float]) -> list[dict]:
+    """Each scenario at each time scale K: service times × K (the arrival rate
+    follows the capacity, so the utilisation is unchanged); K = 1 is the scenario itself."""
+    import copy
+
+    if not scales or any(not (0.01 <= k <= 100.0) for k in scales):
+        raise ValueError("each scale must be between 0.01 and 100")
+    out = []
+    for k in scales:
+        for sc in scs:
+            if k == 1.0:
+                out.append(sc)
+                continue
+            scaled = copy.deepcopy(sc)
+            scaled["name"] = f"{sc['name']}@x{k:g}"
+            scaled["service_time"]["mean_ms"] = float(sc["service_time"]["mean_ms"]) * k
+            out.append(scaled)
+    return out
 
 
 def _err(msg: str) -> int:
@@ -84,7 +104,12 @@ def train_main(argv: list[str]) -> int:
     parser.add_argument("--sim-behaviours", default=None,
                         help="strategies whose decisions are recorded (default: the model's; advanced-ml: "
                              + ",".join(DEFAULT_BEHAVIOURS) + ")")
-    parser.add_argument("--sim-every", type=int, default=None, help="record every N-th decision (default 20)")
+    parser.add_argument("--sim-time-scales", default=None, metavar="K,...",
+                        help="also record each scenario with its service times multiplied by K (the arrival rate "
+                             "follows, so the load is the same; heartbeats and timeouts keep their length), so "
+                             "the model meets services slower and faster than the lab's (default: the model's; "
+                             "advanced-ml: 1,3)")
+    parser.add_argument("--sim-every", type=int, default=None, help="record every N-th decision (default: the model's; 20 for advanced-ml)")
     parser.add_argument("--sim-requests", type=int, default=None, help="override the scenarios' request count "
                         "(default: the scenario's for advanced-ml, 60000 for the others)")
     parser.add_argument("--epochs", type=int, default=None, help="default: 8 (advanced-ml, forecast), 6 (anomaly)")
@@ -134,10 +159,14 @@ def train_main(argv: list[str]) -> int:
         if args.sim_requests:
             for sc in scs:
                 sc["requests"] = args.sim_requests
+        try:
+            scs = time_scaled(scs, [float(k) for k in (args.sim_time_scales or sim.get("time_scales", "1")).split(",")])
+        except ValueError as exc:
+            return _err(f"--sim-time-scales: {exc}")
         bad = [s for s in seeds if s not in scenarios.TUNING_SEEDS]
         if bad:
             return _err(f"--sim-seeds must be tuning seeds (0-127), not {bad[:5]}")
-        held = [sc["name"] for sc in scs if sc["name"] in HELD_OUT]
+        held = sorted({sc["name"].split("@")[0] for sc in scs} & set(HELD_OUT))
         if held:
             print(f"warning: {held} are held-out evaluation scenarios; training on them invalidates "
                   "the lab's measured bar", file=sys.stderr)
@@ -164,6 +193,7 @@ def train_main(argv: list[str]) -> int:
     meta = result["metadata"]
     if args.from_sim:
         meta["data"]["simulator"] = {"scenarios": names, "seeds": args.sim_seeds,
+                                     "time_scales": args.sim_time_scales or sim.get("time_scales", "1"),
                                      "behaviours": args.sim_behaviours, "every": args.sim_every,
                                      "requests": args.sim_requests}
     root = args.out or str(artifacts.default_root())
