@@ -20,9 +20,11 @@ its ``extra`` dict) and costs O(1) per node.
 from __future__ import annotations
 
 import heapq
+import math
 
+from ..telemetry import PEAK_EWMA_DECAY_S
 from .estimates import PeakEwma
-from .pickers import FullScan, PowerOfTwo
+from .pickers import FullScan, PowerOfTwo, scan_book
 
 # --- C3 ---------------------------------------------------------------------------
 
@@ -70,6 +72,9 @@ class C3Cost:
         q = 1.0 + state.outstanding.count(ctx.now) * clients + queue
         return (r - s + (q ** self.exponent) * s) * (1.0 + self.error_penalty * state.error_ewma)
 
+    def rank(self, node, ctx, t_ref):
+        return self.load(node, ctx), False, node.state.steady_until(ctx.now)
+
 
 class C3(FullScan):
     """Full scan over :class:`C3Cost`; learns R̄ from client reports."""
@@ -93,8 +98,9 @@ class HotCold:
     A candidate is *hot* when its RIF is above the ``quantile`` of all the
     pool's RIFs; among cold candidates the lowest latency wins, and when all
     are hot the lowest RIF wins. ``d=None`` scans the whole pool (it herds:
-    every caller sends to the same lowest-latency cold replica). O(n log n)
-    per pick for the quantile (pools are small)."""
+    every caller sends to the same lowest-latency cold replica), reading both
+    estimates from the pool's :class:`ScanBook`. O(n log n) per pick for the
+    quantile (pools are small)."""
 
     def __init__(self, rif, latency, quantile: float = 0.84, name: str = "prequal", d: int | None = None):
         self.rif = rif
@@ -102,15 +108,35 @@ class HotCold:
         self.quantile = quantile
         self.name = name
         self.d = d
+        self._key = ("hot-cold", id(self))
 
     def pick(self, pool, ctx):
         nodes = pool.nodes
         n = len(nodes)
         if n == 1:
             return nodes[0]
+        if self.d is not None and self.d < n:
+            return self.scan(pool, ctx)
+        # the whole pool: (RIF, latency) of every node from the pool's ScanBook
+        book = scan_book(pool, self._key, self.rank, ctx)
+        keys = book.key
+        rifs = [k[0] for k in keys]
+        latencies = [k[1] for k in keys]
+        if 0 < book.n_decaying < n:  # decaying and steady latencies: compare them at now
+            f = math.exp((book.t_ref - ctx.now) / PEAK_EWMA_DECAY_S)
+            latencies = [v * f if d else v for v, d in zip(latencies, book.decays)]
+        return self._choose(nodes, rifs, latencies.__getitem__, range(n), ctx.rng.random)
+
+    def rank(self, node, ctx, t_ref):
+        latency, decays, until = self.latency.rank(node, ctx, t_ref)
+        return (self.rif.load(node, ctx), latency), decays, until
+
+    def scan(self, pool, ctx):
+        """The exact rule, every estimate evaluated now (and, with ``d``, on ``d`` sampled candidates)."""
+        nodes = pool.nodes
+        n = len(nodes)
         rif = self.rif.load
         rifs = [rif(node, ctx) for node in nodes]
-        threshold = sorted(rifs)[min(n - 1, int(self.quantile * (n - 1) + 0.5))]
         rand = ctx.rng.random
         if self.d is None or self.d >= n:
             candidates = range(n)
@@ -120,10 +146,15 @@ class HotCold:
                 candidates.add(int(rand() * n))
             candidates = sorted(candidates)
         latency = self.latency.latency
+        return self._choose(nodes, rifs, lambda k: latency(nodes[k], ctx), candidates, rand)
+
+    def _choose(self, nodes, rifs, latency_of, candidates, rand):
+        n = len(nodes)
+        threshold = sorted(rifs)[min(n - 1, int(self.quantile * (n - 1) + 0.5))]
         best, best_key, ties = None, None, 0
         for k in candidates:
             r = rifs[k]
-            key = (0, latency(nodes[k], ctx)) if r <= threshold else (1, r)
+            key = (0, latency_of(k)) if r <= threshold else (1, r)
             if best is None or key < best_key:
                 best, best_key, ties = nodes[k], key, 1
             elif key == best_key:
@@ -158,6 +189,17 @@ class LatencyAtLoad(PeakEwma):
         if s is None or s <= 0.0:
             s = super().latency(node, ctx)
         return s * (self.rif.load(node, ctx) + 1.0) * (1.0 + self.error_penalty * state.error_ewma)
+
+    def rank(self, node, ctx, t_ref):
+        """``latency`` as a ScanBook key (see :meth:`PeakEwma.level`)."""
+        state = node.state
+        s = state.reported_latency_ms
+        if s is None or s <= 0.0:
+            s, decays, until = self.level(node, ctx, t_ref)
+        else:
+            decays, until = False, math.inf
+        key = s * (self.rif.load(node, ctx) + 1.0) * (1.0 + self.error_penalty * state.error_ewma)
+        return key, decays, min(until, state.steady_until(ctx.now))
 
 
 # --- gRPC weighted round robin (ORCA) ------------------------------------------------

@@ -1,8 +1,8 @@
 """Pickers: how a strategy chooses among candidates, given a load estimate.
 
 A pool (:class:`maxine.registry.Pool`) is immutable while it lives, so a
-picker may cache derived structures (cumulative weights, a hash ring) in
-``pool.cache`` under its own key.
+picker may cache derived structures (cumulative weights, a hash ring, a
+:class:`ScanBook` of loads) in ``pool.cache`` under its own key.
 """
 
 from __future__ import annotations
@@ -11,6 +11,111 @@ import bisect
 import hashlib
 import math
 from itertools import accumulate
+from operator import attrgetter
+
+from ..telemetry import PEAK_EWMA_DECAY_S
+
+REBASE_S = 50.0 * PEAK_EWMA_DECAY_S  # a book's time frame moves after this long (keeps exp() finite)
+_dispatches = attrgetter("dispatches")
+
+
+class ScanBook:
+    """One pool's loads under one estimate, kept up to date instead of
+    re-evaluated for every candidate on every pick (Finagle's heap balancer,
+    and advanced-ml's ``CostBook``, do the same).
+
+    The estimate provides ``rank(node, ctx, t_ref) -> (key, decays, until)``:
+    ``key`` orders nodes as ``load`` does at any time before ``until``. A
+    ``decays`` key is Peak-EWMA's load without its common factor
+    exp(-(now - t_ref)/tau), which does not change which node is lowest, so it
+    stays valid as time passes; other keys are loads as they are. An entry is
+    recomputed before it is next compared when its node's telemetry changed:
+    a result or a load report (``NodeState.changed`` calls :meth:`add`
+    through a weak reference), a dispatch (``NodeState.dispatches`` moved:
+    through this book's pick or any other strategy's or pool's), or ``until``
+    passed (a report going stale, the outstanding-dispatch ring forgetting).
+    """
+
+    __slots__ = ("nodes", "states", "index", "key", "decays", "n_decaying", "until", "seen", "dirty", "due",
+                 "t_ref", "__weakref__")
+
+    def __init__(self, nodes, now: float):
+        n = len(nodes)
+        self.nodes = nodes
+        self.states = [node.state for node in nodes]
+        self.index = {state: i for i, state in enumerate(self.states)}
+        self.key = [math.inf] * n
+        self.decays = [False] * n
+        self.n_decaying = 0
+        self.until = [-math.inf] * n
+        self.seen = [-1] * n  # each node's dispatch count as of its entry
+        self.dirty: set = set()
+        self.due = -math.inf  # the earliest ``until``
+        self.t_ref = now
+        for state in self.states:
+            state.add_watcher(self)
+
+    def add(self, state) -> None:
+        """``state``'s telemetry changed: recompute its entry before it is next compared."""
+        self.dirty.add(state)
+
+    def settle(self, rank, ctx) -> None:
+        """Recompute the entries whose node changed or whose ``until`` passed."""
+        now = ctx.now
+        states, dirty = self.states, self.dirty
+        counts = list(map(_dispatches, states))
+        if counts != self.seen:
+            dirty.update(s for s, c, c0 in zip(states, counts, self.seen) if c != c0)
+            self.seen = counts
+        timed = now >= self.due
+        if timed:
+            if now - self.t_ref > REBASE_S:
+                self.t_ref = now
+                dirty.update(states)
+            else:
+                dirty.update(s for s, u in zip(states, self.until) if u <= now)
+        if dirty:
+            nodes, index, key, decays, until = self.nodes, self.index, self.key, self.decays, self.until
+            t_ref, due = self.t_ref, self.due
+            for state in dirty:
+                i = index[state]
+                key[i], d, u = rank(nodes[i], ctx, t_ref)
+                if d is not decays[i]:
+                    decays[i] = d
+                    self.n_decaying += 1 if d else -1
+                until[i] = u
+                if u < due:
+                    due = u
+            self.due = due
+            dirty.clear()
+        if timed:
+            self.due = min(self.until)
+
+    def comparable(self, now: float) -> list:
+        """The keys, comparable with each other at ``now``."""
+        key = self.key
+        if 0 < self.n_decaying < len(key):  # decaying and steady keys: bring the decaying ones to ``now``
+            f = math.exp((self.t_ref - now) / PEAK_EWMA_DECAY_S)
+            key = [k * f if d else k for k, d in zip(key, self.decays)]
+        return key
+
+    def lowest(self, now: float, rand, candidates=None) -> int:
+        """The index of the lowest load among ``candidates`` (indices; all by
+        default); ties broken as :meth:`FullScan.scan` does (reservoir sampling
+        in candidate order, the same random draws)."""
+        key = self.comparable(now)
+        candidates = iter(range(len(key)) if candidates is None else candidates)
+        best_i = next(candidates)
+        best, ties = key[best_i], 1
+        for i in candidates:
+            value = key[i]
+            if value < best:
+                best_i, best, ties = i, value, 1
+            elif value == best:
+                ties += 1
+                if rand() * ties < 1.0:
+                    best_i = i
+        return best_i
 
 
 class RoundRobin:
@@ -49,14 +154,38 @@ class WeightedRandom:
         return pool.nodes[min(i, len(pool.nodes) - 1)]
 
 
+def scan_book(pool, key, rank, ctx) -> ScanBook:
+    """``pool``'s book under ``key`` (one per set of request parameters, which an
+    estimate may read, e.g. C3's ``clients``), brought up to date with ``rank``."""
+    if ctx.params:
+        key = (key, frozenset(ctx.params.items()))
+    book = pool.cache.get(key)
+    if book is None:
+        book = pool.cache[key] = ScanBook(pool.nodes, ctx.now)
+    book.settle(rank, ctx)
+    return book
+
+
 class FullScan:
-    """The least-loaded candidate; ties broken at random so equals share load."""
+    """The least-loaded candidate; ties broken at random so equals share load.
+
+    An estimate with ``rank`` is read from the pool's :class:`ScanBook`; one
+    without (e.g. the lab's oracle) is evaluated for every candidate."""
 
     def __init__(self, estimate, name: str):
         self.estimate = estimate
         self.name = name
+        self._key = ("scan", id(self))
+        self.cached = hasattr(estimate, "rank")
 
     def pick(self, pool, ctx):
+        if not self.cached:
+            return self.scan(pool, ctx)
+        book = scan_book(pool, self._key, self.estimate.rank, ctx)
+        return pool.nodes[book.lowest(ctx.now, ctx.rng.random)]
+
+    def scan(self, pool, ctx):
+        """The exact scan: every candidate's load evaluated now."""
         load = self.estimate.load
         best, best_load, ties = None, None, 0
         for node in pool.nodes:
