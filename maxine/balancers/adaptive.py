@@ -125,7 +125,9 @@ class HotCold:
         if 0 < book.n_decaying < n:  # decaying and steady latencies: compare them at now
             f = math.exp((book.t_ref - ctx.now) / PEAK_EWMA_DECAY_S)
             latencies = [v * f if d else v for v, d in zip(latencies, book.decays)]
-        return self._choose(nodes, rifs, latencies.__getitem__, range(n), ctx.rng.random)
+        node = self._choose(nodes, rifs, latencies.__getitem__, range(n), ctx.rng.random)
+        book.picked(book.index[node.state])
+        return node
 
     def rank(self, node, ctx, t_ref):
         latency, decays, until = self.latency.rank(node, ctx, t_ref)

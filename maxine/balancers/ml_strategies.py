@@ -344,7 +344,7 @@ class Predictive(_Learned):
 
     def _pick(self, pool, nodes, ctx):
         book = scan_book(pool, self._pool_key, self.rank, ctx)
-        return nodes[book.lowest(ctx.now, ctx.rng.random, self.window(len(nodes), ctx.rng.random))]
+        return nodes[book.picked(book.lowest(ctx.now, ctx.rng.random, self.window(len(nodes), ctx.rng.random)))]
 
     def scan(self, pool, ctx):
         """The exact pick: every candidate's cost evaluated now."""
@@ -418,7 +418,7 @@ class HealthScore(_Learned):
         key = book.key
         if book.decays[i] is not book.decays[j]:
             key = book.comparable(ctx.now)
-        return nodes[j] if key[j] < key[i] else nodes[i]
+        return nodes[book.picked(j if key[j] < key[i] else i)]
 
     def status(self) -> dict:
         return {**super().status(), "kind": "power of two over Peak-EWMA cost × 100 / health score (cached)",

@@ -91,6 +91,13 @@ class ScanBook:
         if timed:
             self.due = min(self.until)
 
+    def picked(self, i: int) -> int:
+        """The caller dispatches to node ``i`` next (``on_dispatch``): expect its
+        count to move and recompute its entry then. Returns ``i``."""
+        self.seen[i] += 1
+        self.dirty.add(self.states[i])
+        return i
+
     def comparable(self, now: float) -> list:
         """The keys, comparable with each other at ``now``."""
         key = self.key
@@ -182,7 +189,7 @@ class FullScan:
         if not self.cached:
             return self.scan(pool, ctx)
         book = scan_book(pool, self._key, self.estimate.rank, ctx)
-        return pool.nodes[book.lowest(ctx.now, ctx.rng.random)]
+        return pool.nodes[book.picked(book.lowest(ctx.now, ctx.rng.random))]
 
     def scan(self, pool, ctx):
         """The exact scan: every candidate's load evaluated now."""
