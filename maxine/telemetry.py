@@ -7,8 +7,8 @@ Three feeds update it, each in O(1):
 
 Caches of values derived from a node (the cost books of the scanning
 strategies) register with :meth:`NodeState.add_watcher`; a result or a load
-report tells every live one (:meth:`NodeState.changed`). A dispatch tells no
-one: it only counts up ``dispatches``, which a cache compares instead.
+report tells every live one (:meth:`NodeState.changed`), and a dispatch tells
+those with a ``dispatched`` method.
 
 The server and the simulator drive the same object through the same verbs,
 so a strategy sees identical information in both places. Times are seconds
@@ -103,7 +103,7 @@ class NodeState:
         "reported_in_flight", "report_time", "dispatched_since_report", "completed_since_report",
         "cpu", "qps", "error_rate", "reported_latency_ms",
         "ewma_ms", "ewma_time", "error_ewma", "last_latency_ms", "last_result_time",
-        "extra", "prev_dispatched", "prev_interval_s", "watchers",
+        "extra", "prev_dispatched", "prev_interval_s", "watchers", "dispatch_watchers",
     )
 
     def __init__(self, dispatch_ttl: float = 30.0):
@@ -132,12 +132,17 @@ class NodeState:
         # weak references to the caches of this node (anything with ``add(state)``), told by
         # :meth:`changed`; weak, so an expired node does not keep a cache alive in a cycle
         self.watchers: tuple = ()
+        self.dispatch_watchers: tuple = ()  # those of them with ``dispatched(state)``
 
     # --- the three feeds -------------------------------------------------
     def on_dispatch(self, now: float) -> None:
         self.dispatches += 1
         self.dispatched_since_report += 1
         self.outstanding.add(now)
+        for ref in self.dispatch_watchers:
+            cache = ref()
+            if cache is not None:
+                cache.dispatched(self)
 
     def on_result(self, latency_ms: float, success: bool, now: float) -> None:
         self.results += 1
@@ -185,10 +190,14 @@ class NodeState:
                 cache.add(self)
 
     def add_watcher(self, cache) -> None:
-        """Have ``cache.add(self)`` called on every :meth:`changed` while ``cache``
-        lives (held by a weak reference; dead ones are dropped here)."""
+        """Have ``cache.add(self)`` called on every :meth:`changed`, and
+        ``cache.dispatched(self)`` on every dispatch if it has that method, while
+        ``cache`` lives (held by a weak reference; dead ones are dropped here)."""
         ref = weakref.ref(cache)
         self.watchers = tuple(w for w in self.watchers if w() is not None and w is not ref) + (ref,)
+        self.dispatch_watchers = tuple(w for w in self.dispatch_watchers if w() is not None and w is not ref)
+        if hasattr(cache, "dispatched"):
+            self.dispatch_watchers += (ref,)
 
     @property
     def watch(self):

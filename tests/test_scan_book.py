@@ -16,6 +16,7 @@ import pytest
 
 from maxine.balancers import Balancers, PickContext
 from maxine.balancers.ml_strategies import HEALTH_KEY
+from maxine.balancers.pickers import first_lowest
 from maxine.registry import Pool, Registry
 
 
@@ -41,8 +42,10 @@ EXACT = {
 }
 
 
-def drive(name, steps=3000, n=10, seed=0, params=None):
-    """Pick with the book and with the exact scan on twin fleets; returns the picks."""
+def drive(name, steps=3000, n=10, seed=0, params=None, report=None):
+    """Pick with the book and with the exact scan on twin fleets; returns the picks.
+    ``report(events)`` draws a load report's in-flight (whole numbers by default)."""
+    report_in_flight = report or (lambda events: events.randrange(6))
     cached, exact = Balancers([name]), Balancers([name])
     sc, se = cached.get(name), exact.get(name)
     pc, pe = fleet(n, seed), fleet(n, seed)
@@ -62,8 +65,9 @@ def drive(name, steps=3000, n=10, seed=0, params=None):
         assert a.port == b.port, f"{name} step {step}: book picked {a.port}, exact scan {b.port}"
         picks.append(a.port)
         i = a.port - 1000
-        pc.nodes[i].state.on_dispatch(now)
-        pe.nodes[i].state.on_dispatch(now)
+        if events.random() < 0.95:  # else the pick is discarded, as discover does when the lease just passed
+            pc.nodes[i].state.on_dispatch(now)
+            pe.nodes[i].state.on_dispatch(now)
         r = events.random()
         k = events.randrange(n)
         if r < 0.5:  # a result
@@ -72,7 +76,7 @@ def drive(name, steps=3000, n=10, seed=0, params=None):
                 pool.nodes[k].state.on_result(latency, ok, now)
                 balancers.learn_one(pool.nodes[k], latency, ok, now)
         elif r < 0.6:  # a load report
-            report = dict(in_flight=events.randrange(6), cpu=events.random(), qps=events.uniform(1, 50),
+            report = dict(in_flight=report_in_flight(events), cpu=events.random(), qps=events.uniform(1, 50),
                           latency_ms=events.choice([None, events.uniform(1, 30)]))
             for pool in (pc, pe):
                 pool.nodes[k].state.on_load_report(now, **report)
@@ -95,6 +99,34 @@ def test_cached_picks_equal_the_exact_scan(name):
 
 def test_c3_book_per_clients_parameter():
     drive("c3", steps=1000, params={"clients": 3})
+
+
+@pytest.mark.parametrize("name", ["least-connections", "least-response-time", "prequal", "predictive"])
+def test_fractional_reported_in_flight(name):
+    # a dispatch may not add exactly 1.0 to a fractional in-flight: such entries are recomputed
+    drive(name, steps=1500, report=lambda events: events.choice([0.1, 0.3, 2.7, 1e-9, 3]))
+
+
+def reservoir(values, rand):
+    """FullScan's former loop: the lowest so far, replaced by an equal one with probability 1/ties."""
+    best, ties = 0, 1
+    for i in range(1, len(values)):
+        if values[i] < values[best]:
+            best, ties = i, 1
+        elif values[i] == values[best]:
+            ties += 1
+            if rand() * ties < 1.0:
+                best = i
+    return best
+
+
+def test_first_lowest_is_reservoir_sampling_with_the_same_draws():
+    values_rng = random.Random(5)
+    a, b = random.Random(6), random.Random(6)
+    for _ in range(5000):
+        values = [values_rng.randrange(4) for _ in range(values_rng.randrange(1, 12))]
+        assert first_lowest(values, a.random) == reservoir(values, b.random), values
+        assert a.random() == b.random()  # as many draws
 
 
 @pytest.mark.parametrize("name", ["least-connections", "least-response-time", "c3", "prequal"])

@@ -24,7 +24,7 @@ import math
 
 from ..telemetry import PEAK_EWMA_DECAY_S
 from .estimates import PeakEwma
-from .pickers import FullScan, PowerOfTwo, scan_book
+from .pickers import FullScan, PowerOfTwo, first_lowest, scan_book
 
 # --- C3 ---------------------------------------------------------------------------
 
@@ -60,6 +60,10 @@ class C3Cost:
         extra[self.KEY] = latency_ms if r is None else r + self.alpha * (latency_ms - r)
 
     def load(self, node, ctx) -> float:
+        return self.cost(self.scores(node, ctx), node.state.outstanding.count(ctx.now))
+
+    def scores(self, node, ctx) -> tuple:
+        """What no dispatch moves: R̄, S̄, the queue, the clients and the error factor."""
         state = node.state
         r = state.extra.get(self.KEY)
         s = state.reported_latency_ms
@@ -69,11 +73,16 @@ class C3Cost:
             r = s
         queue = state.reported_in_flight or 0.0
         clients = ctx.params.get("clients", self.clients) if ctx.params else self.clients
-        q = 1.0 + state.outstanding.count(ctx.now) * clients + queue
-        return (r - s + (q ** self.exponent) * s) * (1.0 + self.error_penalty * state.error_ewma)
+        return r, s, queue, clients, 1.0 + self.error_penalty * state.error_ewma
+
+    def cost(self, scores, outstanding):
+        r, s, queue, clients, errors = scores
+        q = 1.0 + outstanding * clients + queue
+        return (r - s + (q ** self.exponent) * s) * errors
 
     def rank(self, node, ctx, t_ref):
-        return self.load(node, ctx), False, node.state.steady_until(ctx.now)
+        state = node.state
+        return self.scores(node, ctx), state.outstanding.count(ctx.now), False, state.steady_until(ctx.now)
 
 
 class C3(FullScan):
@@ -98,9 +107,10 @@ class HotCold:
     A candidate is *hot* when its RIF is above the ``quantile`` of all the
     pool's RIFs; among cold candidates the lowest latency wins, and when all
     are hot the lowest RIF wins. ``d=None`` scans the whole pool (it herds:
-    every caller sends to the same lowest-latency cold replica), reading both
-    estimates from the pool's :class:`ScanBook`. O(n log n) per pick for the
-    quantile (pools are small)."""
+    every caller sends to the same lowest-latency cold replica), reading the
+    latencies from the pool's :class:`ScanBook` of the latency estimate, whose
+    counts are the RIFs it reads (``rif`` must be the same estimate).
+    O(n log n) per pick for the quantile (pools are small)."""
 
     def __init__(self, rif, latency, quantile: float = 0.84, name: str = "prequal", d: int | None = None):
         self.rif = rif
@@ -117,21 +127,10 @@ class HotCold:
             return nodes[0]
         if self.d is not None and self.d < n:
             return self.scan(pool, ctx)
-        # the whole pool: (RIF, latency) of every node from the pool's ScanBook
-        book = scan_book(pool, self._key, self.rank, ctx)
-        keys = book.key
-        rifs = [k[0] for k in keys]
-        latencies = [k[1] for k in keys]
-        if 0 < book.n_decaying < n:  # decaying and steady latencies: compare them at now
-            f = math.exp((book.t_ref - ctx.now) / PEAK_EWMA_DECAY_S)
-            latencies = [v * f if d else v for v, d in zip(latencies, book.decays)]
-        node = self._choose(nodes, rifs, latencies.__getitem__, range(n), ctx.rng.random)
-        book.picked(book.index[node.state])
-        return node
-
-    def rank(self, node, ctx, t_ref):
-        latency, decays, until = self.latency.rank(node, ctx, t_ref)
-        return (self.rif.load(node, ctx), latency), decays, until
+        # the whole pool: the book's counts are the RIFs, its keys the latencies
+        book = scan_book(pool, self._key, self.latency, ctx)
+        latencies = book.comparable(ctx.now)
+        return nodes[self._choose(book.q, latencies.__getitem__, range(n), ctx.rng.random)]
 
     def scan(self, pool, ctx):
         """The exact rule, every estimate evaluated now (and, with ``d``, on ``d`` sampled candidates)."""
@@ -148,22 +147,14 @@ class HotCold:
                 candidates.add(int(rand() * n))
             candidates = sorted(candidates)
         latency = self.latency.latency
-        return self._choose(nodes, rifs, lambda k: latency(nodes[k], ctx), candidates, rand)
+        return nodes[self._choose(rifs, lambda k: latency(nodes[k], ctx), candidates, rand)]
 
-    def _choose(self, nodes, rifs, latency_of, candidates, rand):
-        n = len(nodes)
+    def _choose(self, rifs, latency_of, candidates, rand) -> int:
+        """The rule over ``candidates`` (indices); ``latency_of`` is read for cold ones only."""
+        n = len(rifs)
         threshold = sorted(rifs)[min(n - 1, int(self.quantile * (n - 1) + 0.5))]
-        best, best_key, ties = None, None, 0
-        for k in candidates:
-            r = rifs[k]
-            key = (0, latency_of(k)) if r <= threshold else (1, r)
-            if best is None or key < best_key:
-                best, best_key, ties = nodes[k], key, 1
-            elif key == best_key:
-                ties += 1
-                if rand() * ties < 1.0:
-                    best = nodes[k]
-        return best
+        keys = [(0, latency_of(k)) if rifs[k] <= threshold else (1, rifs[k]) for k in candidates]
+        return candidates[first_lowest(keys, rand)]
 
 
 class InFlightEstimate:
@@ -190,18 +181,24 @@ class LatencyAtLoad(PeakEwma):
         s = state.reported_latency_ms
         if s is None or s <= 0.0:
             s = super().latency(node, ctx)
-        return s * (self.rif.load(node, ctx) + 1.0) * (1.0 + self.error_penalty * state.error_ewma)
+        return self.cost((s, 1.0 + self.error_penalty * state.error_ewma), self.rif.load(node, ctx))
 
     def rank(self, node, ctx, t_ref):
-        """``latency`` as a ScanBook key (see :meth:`PeakEwma.level`)."""
+        """``latency`` for a ScanBook: the service time (see :meth:`PeakEwma.level`)
+        and error factor, and the RIF."""
         state = node.state
         s = state.reported_latency_ms
         if s is None or s <= 0.0:
             s, decays, until = self.level(node, ctx, t_ref)
         else:
             decays, until = False, math.inf
-        key = s * (self.rif.load(node, ctx) + 1.0) * (1.0 + self.error_penalty * state.error_ewma)
-        return key, decays, min(until, state.steady_until(ctx.now))
+        base = (s, 1.0 + self.error_penalty * state.error_ewma)
+        return base, self.rif.load(node, ctx), decays, min(until, state.steady_until(ctx.now))
+
+    @staticmethod
+    def cost(base, rif):
+        service_ms, errors = base
+        return service_ms * (rif + 1.0) * errors
 
 
 # --- gRPC weighted round robin (ORCA) ------------------------------------------------

@@ -1,9 +1,11 @@
 """Load estimates: what a picker minimises. Each is O(1) per node.
 
-``load(node, ctx)`` is the load now. ``rank(node, ctx, t_ref)`` is what
-:class:`~maxine.balancers.pickers.ScanBook` caches: ``(key, decays, until)``,
-a key ordering nodes as ``load`` does until ``until`` unless the node's
-telemetry changes (see ``ScanBook``).
+``load(node, ctx)`` is the load now. The estimates a
+:class:`~maxine.balancers.pickers.ScanBook` caches also split it in two:
+``rank(node, ctx, t_ref) -> (base, q, decays, until)``, a part no dispatch
+moves and a count every dispatch moves by one, and ``cost(base, q) -> key``,
+which orders nodes as ``load`` does until ``until`` unless the node's
+telemetry changes (see ``ScanBook``); ``load`` is ``cost`` of the two now.
 """
 
 from __future__ import annotations
@@ -24,17 +26,26 @@ class InFlight:
 
     def rank(self, node, ctx, t_ref):
         state = node.state
-        return state.in_flight(ctx.now), False, state.steady_until(ctx.now)
+        return None, state.in_flight(ctx.now), False, state.steady_until(ctx.now)
+
+    @staticmethod
+    def cost(base, q):
+        return q
 
 
 class WeightedInFlight:
     """In-flight per unit of weight: (in-flight + 1) / weight."""
 
     def load(self, node, ctx) -> float:
-        return (node.state.in_flight(ctx.now) + 1.0) / node.weight
+        return self.cost(node.weight, node.state.in_flight(ctx.now))
 
     def rank(self, node, ctx, t_ref):
-        return self.load(node, ctx), False, node.state.steady_until(ctx.now)
+        state = node.state
+        return node.weight, state.in_flight(ctx.now), False, state.steady_until(ctx.now)
+
+    @staticmethod
+    def cost(weight, q):
+        return (q + 1.0) / weight
 
 
 class PeakEwma:
@@ -60,23 +71,27 @@ class PeakEwma:
         return ewma
 
     def load(self, node, ctx) -> float:
-        return self.latency(node, ctx) * (node.state.in_flight(ctx.now) + 1.0)
+        return self.cost(self.latency(node, ctx), node.state.in_flight(ctx.now))
 
     def level(self, node, ctx, t_ref):
-        """``latency`` as a ScanBook key: ``(key, decays, until)``. A node
+        """``latency`` as a ScanBook base: ``(base, decays, until)``. A node
         without data gets its service's typical latency, re-read every
         ``TYPICAL_REFRESH_S``."""
         latency = PeakEwma.latency(self, node, ctx)
         return ewma_level(node.state, ctx.now, t_ref) or (latency, False, ctx.now + TYPICAL_REFRESH_S)
 
     def rank(self, node, ctx, t_ref):
-        key, decays, until = self.level(node, ctx, t_ref)
+        level, decays, until = self.level(node, ctx, t_ref)
         state = node.state
-        return key * (state.in_flight(ctx.now) + 1.0), decays, min(until, state.steady_until(ctx.now))
+        return level, state.in_flight(ctx.now), decays, min(until, state.steady_until(ctx.now))
+
+    @staticmethod
+    def cost(latency, q):
+        return latency * (q + 1.0)
 
 
 def ewma_level(state, now: float, t_ref: float):
-    """Peak-EWMA as a ScanBook key, ``(key, decays, until)``, or None without data.
+    """Peak-EWMA as a ScanBook base, ``(base, decays, until)``, or None without data.
     It decays by exp(-(now - t)/tau) for every node alike, so the key
     ewma × exp((t - t_ref)/tau) orders nodes as Peak-EWMA does at any later time."""
     e = state.ewma_ms
@@ -91,10 +106,19 @@ class MetadataCost:
     """Lowest ``metadata.cost`` first (missing cost sorts last), then fewer in flight."""
 
     def load(self, node, ctx) -> tuple:
+        return self.cost(self.price(node), node.state.in_flight(ctx.now))
+
+    @staticmethod
+    def price(node) -> float:
         cost = node.metadata.get("cost")
         if not isinstance(cost, (int, float)) or isinstance(cost, bool) or math.isnan(cost):
             cost = math.inf
-        return (cost, node.state.in_flight(ctx.now))
+        return cost
 
     def rank(self, node, ctx, t_ref):
-        return self.load(node, ctx), False, node.state.steady_until(ctx.now)
+        state = node.state
+        return self.price(node), state.in_flight(ctx.now), False, state.steady_until(ctx.now)
+
+    @staticmethod
+    def cost(price, q):
+        return (price, q)

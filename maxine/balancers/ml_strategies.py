@@ -55,7 +55,7 @@ from statistics import NormalDist
 
 from ..telemetry import PEAK_EWMA_DECAY_S
 from .estimates import PeakEwma, ewma_level
-from .pickers import PowerOfTwo, scan_book
+from .pickers import PowerOfTwo, first_lowest, scan_book
 
 log = logging.getLogger("maxine.ml")
 
@@ -316,8 +316,9 @@ class Predictive(_Learned):
         f = 1.0 + self.gain * t * (self.horizon_s + self.tau_fast)
         return 0.5 if f < 0.5 else (3.0 if f > 3.0 else f)
 
-    def unit_cost(self, node, u: float, now: float) -> float:
-        """Cost given the node's latency level ``u``: its trend, the hub's forecast, load and errors."""
+    def unit(self, node, u: float, now: float) -> tuple:
+        """What the cost is made of besides the load, given the node's latency
+        level ``u``: ``u`` by its trend and the hub's forecast, and the error factor."""
         state = node.state
         extra = state.extra
         m = extra.get(self.key)
@@ -327,10 +328,15 @@ class Predictive(_Learned):
         if cached is not None and now - cached[1] < CACHE_FRESH_S:
             r = cached[0]
             u *= 0.5 if r < 0.5 else (2.0 if r > 2.0 else r)
-        return u * (state.in_flight(now) + 1.0) * (1.0 + ERROR_PENALTY * state.error_ewma)
+        return u, 1.0 + ERROR_PENALTY * state.error_ewma
+
+    @staticmethod
+    def cost(unit, in_flight):
+        u, errors = unit
+        return u * (in_flight + 1.0) * errors
 
     def rank(self, node, ctx, t_ref):
-        """The cost as a ScanBook key. The hub's forecast and the service's typical
+        """The cost for a ScanBook. The hub's forecast and the service's typical
         latency change without telling the book: entries re-read them every
         ``HUB_REFRESH_S``."""
         now = ctx.now
@@ -340,11 +346,11 @@ class Predictive(_Learned):
             level = (self.typical.get(node.service_name, DEFAULT_MS), False, math.inf)
         u, decays, until = level
         until = min(until, state.steady_until(now), now + HUB_REFRESH_S)
-        return self.unit_cost(node, u, now), decays, until
+        return self.unit(node, u, now), state.in_flight(now), decays, until
 
     def _pick(self, pool, nodes, ctx):
-        book = scan_book(pool, self._pool_key, self.rank, ctx)
-        return nodes[book.picked(book.lowest(ctx.now, ctx.rng.random, self.window(len(nodes), ctx.rng.random)))]
+        book = scan_book(pool, self._pool_key, self, ctx)
+        return nodes[book.lowest(ctx.now, ctx.rng.random, self.window(len(nodes), ctx.rng.random))]
 
     def scan(self, pool, ctx):
         """The exact pick: every candidate's cost evaluated now."""
@@ -353,20 +359,15 @@ class Predictive(_Learned):
         rand = ctx.rng.random
         exp = math.exp
         typical = self.typical.get(pool.service_name, DEFAULT_MS)
-        best, best_cost, ties = None, math.inf, 0
-        for k in self.window(len(nodes), rand):
+        window = self.window(len(nodes), rand)
+        costs = []
+        for k in window:
             node = nodes[k]
             state = node.state
             e = state.ewma_ms
             u = typical if e is None else (e * exp((state.ewma_time - now) / PEAK_EWMA_DECAY_S) if now > state.ewma_time else e)
-            cost = self.unit_cost(node, u, now)
-            if cost < best_cost:
-                best, best_cost, ties = node, cost, 1
-            elif cost == best_cost:
-                ties += 1
-                if rand() * ties < 1.0:
-                    best = node
-        return best
+            costs.append(self.cost(self.unit(node, u, now), state.in_flight(now)))
+        return nodes[window[first_lowest(costs, rand)]]
 
     def status(self) -> dict:
         return {**super().status(), "kind": "trend forecast (fast/slow EWMA + cached Holt), sampled candidates"}
@@ -387,10 +388,11 @@ class HealthScore(_Learned):
         pass  # reads NodeState and the hub's cache only
 
     def load(self, node, ctx) -> float:
-        return self._scaled(node, self.peak.load(node, ctx), ctx.now)
+        latency = self.peak.latency(node, ctx)
+        return self.cost((latency, self.score(node, ctx.now)), node.state.in_flight(ctx.now))
 
     @staticmethod
-    def _scaled(node, cost: float, now: float) -> float:
+    def score(node, now: float) -> float:
         # the hub's cached score (latency vs the service, errors, anomaly, drift, staleness)
         # scales the cost; without one (the lab) this is exactly p2c-peak-ewma: a local
         # error term, even a mild one, lost to it on rotating-slow (tuning seeds 0-15)
@@ -398,17 +400,22 @@ class HealthScore(_Learned):
         hub = node.state.extra.get(HEALTH_KEY)
         if hub is not None and now - hub[1] < CACHE_FRESH_S:
             score = float(hub[0])
-        return cost * 100.0 / (score if score > 1.0 else 1.0)
+        return score if score > 1.0 else 1.0
+
+    @staticmethod
+    def cost(base, in_flight):
+        latency, score = base
+        return latency * (in_flight + 1.0) * 100.0 / score
 
     def rank(self, node, ctx, t_ref):
-        """``load`` as a ScanBook key; the hub's scores change without telling the
+        """``load`` for a ScanBook; the hub's scores change without telling the
         book, so entries re-read them every ``HUB_REFRESH_S``."""
-        key, decays, until = self.peak.rank(node, ctx, t_ref)
-        return self._scaled(node, key, ctx.now), decays, min(until, ctx.now + HUB_REFRESH_S)
+        level, in_flight, decays, until = self.peak.rank(node, ctx, t_ref)
+        return (level, self.score(node, ctx.now)), in_flight, decays, min(until, ctx.now + HUB_REFRESH_S)
 
     def _pick(self, pool, nodes, ctx):
         """``PowerOfTwo``'s pick (the same two random draws) on the pool's ScanBook."""
-        book = scan_book(pool, self._pool_key, self.rank, ctx)
+        book = scan_book(pool, self._pool_key, self, ctx)
         n = len(nodes)
         rand = ctx.rng.random
         i = int(rand() * n)
@@ -418,7 +425,7 @@ class HealthScore(_Learned):
         key = book.key
         if book.decays[i] is not book.decays[j]:
             key = book.comparable(ctx.now)
-        return nodes[book.picked(j if key[j] < key[i] else i)]
+        return nodes[j if key[j] < key[i] else i]
 
     def status(self) -> dict:
         return {**super().status(), "kind": "power of two over Peak-EWMA cost × 100 / health score (cached)",
