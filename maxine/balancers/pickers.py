@@ -129,8 +129,8 @@ def first_lowest(values, rand) -> int:
     """The index of the lowest of ``values``, ties broken at random by reservoir
     sampling in order, as a loop keeping the lowest so far would: each value
     equal to the lowest so far draws ``rand()`` and replaces it if
-    ``rand() * ties < 1``. The same draws, but the search is C-level
-    (``min``, ``index``, ``count``) unless there are ties."""
+    ``rand() * ties < 1``. The same draws; the search is C-level (``min``,
+    ``index``, ``count``), Python loops only over what may tie."""
     m = min(values)
     i = values.index(m)
     if i > 1:  # values before the first lowest that tie with the lowest so far draw too
@@ -140,9 +140,8 @@ def first_lowest(values, rand) -> int:
                 lowest = v
             elif v == lowest:
                 rand()
-    ties = values.count(m)
     best = j = i
-    for t in range(2, ties + 1):
+    for t in range(2, values.count(m) + 1):
         j = values.index(m, j + 1)
         if rand() * t < 1.0:
             best = j
@@ -213,7 +212,13 @@ class FullScan:
     def pick(self, pool, ctx):
         if not self.cached:
             return self.scan(pool, ctx)
-        return pool.nodes[scan_book(pool, self._key, self.estimate, ctx).lowest(ctx.now, ctx.rng.random)]
+        book = pool.cache.get(self._key)
+        if book is None or book.dirty or ctx.now >= book.due or ctx.params:  # else scan_book's answer, sooner
+            book = scan_book(pool, self._key, self.estimate, ctx)
+        key = book.key
+        if 0 < book.n_decaying < len(key):
+            key = book.comparable(ctx.now)
+        return pool.nodes[first_lowest(key, ctx.rng.random)]
 
     def scan(self, pool, ctx):
         """The exact scan: every candidate's load evaluated now."""
