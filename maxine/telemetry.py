@@ -5,6 +5,11 @@ Three feeds update it, each in O(1):
 - ``on_result``: a caller reported how a call went (latency, success);
 - ``on_load_report``: the instance's own heartbeat load report.
 
+Caches of values derived from a node (the cost books of the scanning
+strategies) register with :meth:`NodeState.add_watcher`; a result or a load
+report tells every live one (:meth:`NodeState.changed`), and a dispatch tells
+those with a ``dispatched`` method.
+
 The server and the simulator drive the same object through the same verbs,
 so a strategy sees identical information in both places. Times are seconds
 on whatever clock the caller uses (wall clock in the server, simulated time
@@ -14,6 +19,7 @@ in the lab); latencies are milliseconds.
 from __future__ import annotations
 
 import math
+import weakref
 
 PEAK_EWMA_DECAY_S = 10.0  # Linkerd/Finagle's tau
 ERROR_EWMA_ALPHA = 0.1
@@ -97,7 +103,7 @@ class NodeState:
         "reported_in_flight", "report_time", "dispatched_since_report", "completed_since_report",
         "cpu", "qps", "error_rate", "reported_latency_ms",
         "ewma_ms", "ewma_time", "error_ewma", "last_latency_ms", "last_result_time",
-        "extra", "prev_dispatched", "prev_interval_s", "watch",
+        "extra", "prev_dispatched", "prev_interval_s", "watchers", "dispatch_watchers",
     )
 
     def __init__(self, dispatch_ttl: float = 30.0):
@@ -123,15 +129,20 @@ class NodeState:
         # length: with the reported qps, the share of the node's traffic we see
         self.prev_dispatched = 0
         self.prev_interval_s: float | None = None
-        # a weak reference to a strategy's cache of this node (anything with ``add(state)``),
-        # told by :meth:`changed`; weak, so an expired node does not keep a cache alive in a cycle
-        self.watch = None
+        # weak references to the caches of this node (anything with ``add(state)``), told by
+        # :meth:`changed`; weak, so an expired node does not keep a cache alive in a cycle
+        self.watchers: tuple = ()
+        self.dispatch_watchers: tuple = ()  # those of them with ``dispatched(state)``
 
     # --- the three feeds -------------------------------------------------
     def on_dispatch(self, now: float) -> None:
         self.dispatches += 1
         self.dispatched_since_report += 1
         self.outstanding.add(now)
+        for ref in self.dispatch_watchers:
+            cache = ref()
+            if cache is not None:
+                cache.dispatched(self)
 
     def on_result(self, latency_ms: float, success: bool, now: float) -> None:
         self.results += 1
@@ -146,6 +157,8 @@ class NodeState:
             current = self.ewma_ms if self.ewma_ms is not None else latency_ms
             latency_ms = min(max(latency_ms, FAILURE_PENALTY_FACTOR * max(current, 1.0)), FAILURE_PENALTY_CAP_MS)
         self._observe_latency(latency_ms, now)
+        if self.watchers:
+            self.changed()
 
     def on_load_report(self, now: float, in_flight=None, cpu=None, qps=None,
                        error_rate=None, latency_ms=None) -> None:
@@ -170,11 +183,44 @@ class NodeState:
         self.changed()
 
     def changed(self) -> None:
-        """Tell the cache watching this node (if any) that its telemetry changed."""
-        if self.watch is not None:
-            cache = self.watch()
+        """Tell every live cache watching this node that its telemetry changed."""
+        for ref in self.watchers:
+            cache = ref()
             if cache is not None:
                 cache.add(self)
+
+    def add_watcher(self, cache) -> None:
+        """Have ``cache.add(self)`` called on every :meth:`changed`, and
+        ``cache.dispatched(self)`` on every dispatch if it has that method, while
+        ``cache`` lives (held by a weak reference; dead ones are dropped here)."""
+        ref = weakref.ref(cache)
+        self.watchers = tuple(w for w in self.watchers if w() is not None and w is not ref) + (ref,)
+        self.dispatch_watchers = tuple(w for w in self.dispatch_watchers if w() is not None and w is not ref)
+        if hasattr(cache, "dispatched"):
+            self.dispatch_watchers += (ref,)
+
+    @property
+    def watch(self):
+        """The newest watcher's weak reference (what a single-watcher cache used to set)."""
+        return self.watchers[-1] if self.watchers else None
+
+    @watch.setter
+    def watch(self, ref) -> None:
+        # ``state.watch = weakref.ref(cache)`` (the former single-watcher API) adds a watcher
+        if ref is not None and ref() is not None:
+            self.add_watcher(ref())
+
+    def steady_until(self, now: float) -> float:
+        """Until when :meth:`in_flight` and ``outstanding.count`` keep their values
+        unless an event (dispatch, result, load report) arrives: the load report
+        going stale, or the outstanding ring forgetting its oldest bucket."""
+        until = math.inf
+        if self.report_time is not None and now - self.report_time <= REPORT_FRESH_S:
+            until = self.report_time + REPORT_FRESH_S
+        ring = self.outstanding
+        if ring.total > 0 and ring.count(now) > 0:  # count() first moves the ring to now
+            until = min(until, (ring.head + 1) * ring.width)
+        return until
 
     # --- estimates ----------------------------------------------------------
     def _observe_latency(self, latency_ms: float, now: float) -> None:

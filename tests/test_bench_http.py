@@ -1,9 +1,10 @@
 """``maxine bench http``'s bookkeeping: rounds of one workload merge into one
-result, and bad arguments are refused before anything starts."""
+result, the POST endpoints are compared with both references, and bad
+arguments are refused before anything starts."""
 
 import math
 
-from maxine.bench.http import Result, bench_http_main, merge
+from maxine.bench.http import Result, bench_http_main, merge, summarise
 
 
 def test_rounds_merge_into_one_result():
@@ -16,6 +17,34 @@ def test_rounds_merge_into_one_result():
     assert merge([a]) is a
 
 
-def test_bad_rounds_are_refused(capsys):
+def _result(name: str, rps: float, cpu: float = 50.0) -> Result:
+    return Result(name, rps, 1.0, 2.0, cpu, int(rps * 2), 0)
+
+
+def test_posts_are_compared_with_both_references():
+    results = [_result("reference", 30000.0), _result("reference POST (reads body)", 16000.0),
+               _result("GET /discover round-robin", 27000.0),
+               _result("POST /heartbeat", 14000.0, cpu=62.5), _result("POST /record-response-time", 8000.0),
+               _result("reference (after)", 34000.0), _result("reference POST (after)", 20000.0)]
+    rows, verdicts = summarise(results)
+    by_name = {row["name"]: row for row in rows}
+    heartbeat = by_name["POST /heartbeat"]
+    assert math.isclose(heartbeat["vs_post_reference"], 14000.0 / 18000.0)  # mean of the two POST references
+    assert math.isclose(heartbeat["vs_reference"], 14000.0 / 32000.0)  # mean of the two GET references
+    assert by_name["GET /discover round-robin"]["vs_post_reference"] is None
+    assert math.isclose(by_name["GET /discover round-robin"]["vs_reference"], 27000.0 / 32000.0)
+    assert math.isclose(heartbeat["cpu_vs_post_reference"], 50.0 / 62.5)
+    assert "MISS POST /heartbeat 0.78x POST reference (target >= 0.8); 0.44x GET reference; " \
+           "CPU/request 0.80x POST reference" in verdicts
+    assert "MISS POST /record-response-time 0.44x POST reference (target >= 0.8); 0.25x GET reference; " \
+           "CPU/request 1.00x POST reference" in verdicts
+    results[3] = _result("POST /heartbeat", 14400.0)
+    assert "PASS POST /heartbeat 0.80x POST reference (target >= 0.8); 0.45x GET reference; " \
+           "CPU/request 1.00x POST reference" in summarise(results)[1]
+
+
+def test_bad_arguments_are_refused(capsys):
     assert bench_http_main(["--rounds", "0"]) == 2
     assert "at least 1" in capsys.readouterr().err
+    assert bench_http_main(["--writes", "heartbeat,nope"]) == 2
+    assert "unknown --writes nope" in capsys.readouterr().err

@@ -15,8 +15,10 @@ class BadJson(Exception):
     pass
 
 
-async def read_body(scope, receive, limit: int) -> bytes:
-    """The whole request body, refusing more than ``limit`` bytes (413)."""
+async def read_json(scope, receive, limit: int):
+    """The request body decoded as JSON; BodyTooLarge past ``limit`` bytes (413),
+    BadJson when it is not JSON (400). Reads and decodes in one coroutine: one
+    frame less per request than a body reader awaited by a decoder."""
     for name, value in scope["headers"]:
         if name == b"content-length":
             try:
@@ -38,11 +40,7 @@ async def read_body(scope, receive, limit: int) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
-    return b"".join(chunks)
-
-
-async def read_json(scope, receive, limit: int):
-    body = await read_body(scope, receive, limit)
+    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)  # usually the whole body came in one message
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:

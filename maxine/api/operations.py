@@ -25,6 +25,7 @@ from .asgi import client_ip, header
 from .validation import Invalid
 
 SERVICE_UNAVAILABLE = orjson.dumps({"message": "Service unavailable"})
+SUCCESS = orjson.dumps({"success": True})  # the answer of most writes, encoded once
 QUERY_CACHE_SIZE = 4096
 
 
@@ -193,7 +194,7 @@ class Maxine:
             return 200, {"nodeId": inst.node_id, "status": "registered", "ttl": inst.ttl}
         return self._write(apply)
 
-    def heartbeat(self, body) -> tuple[int, dict]:
+    def heartbeat(self, body) -> tuple[int, dict | bytes]:
         try:
             node_id, load = validation.heartbeat(body)
         except Invalid as exc:
@@ -203,7 +204,7 @@ class Maxine:
             return 404, {"success": False, "error": f"Unknown nodeId: {node_id}"}
         if load and self.recorder is not None:
             self.recorder.load_report(inst.last_heartbeat, inst)
-        return 200, {"success": True}
+        return 200, SUCCESS
 
     def deregister(self, body) -> tuple[int, dict]:
         def apply():
@@ -214,7 +215,7 @@ class Maxine:
             return 200, {"success": True, "removed": self.registry.deregister(node_id)}
         return self._write(apply)
 
-    def record_response_time(self, body) -> tuple[int, dict]:
+    def record_response_time(self, body) -> tuple[int, dict | bytes]:
         try:
             node_id, latency_ms, success = validation.response_time(body)
         except Invalid as exc:
@@ -227,9 +228,9 @@ class Maxine:
         self.balancers.learn_one(node, latency_ms, success, now)
         if self.recorder is not None:
             self.recorder.result(now, node, latency_ms, success)
-        return 200, {"success": True}
+        return 200, SUCCESS
 
-    def record_call(self, body) -> tuple[int, dict]:
+    def record_call(self, body) -> tuple[int, dict | bytes]:
         try:
             caller, called = validation.call_edge(body)
         except Invalid as exc:
@@ -238,7 +239,7 @@ class Maxine:
             return error(429, "Call graph is full; edge not recorded")
         if self.recorder is not None:
             self.recorder.call(self.clock(), caller, called)
-        return 200, {"success": True}
+        return 200, SUCCESS
 
     # --- reads -------------------------------------------------------------------
     def servers(self) -> tuple[int, dict]:

@@ -139,8 +139,14 @@ def heartbeat(body) -> tuple[str, dict]:
     nid = node_id(body, problems)
     load = {}
     for key, name, lo, hi in LOAD_FIELDS:
-        value = _number(body, key, problems, lo=lo, hi=hi)
-        if value is not None:
+        value = body.get(key)
+        if value is None:  # absent or null: not reported
+            continue
+        kind = type(value)
+        # the common case inline (NaN and infinities fail the bounds); anything else gets _number's verdict
+        if (kind is float or kind is int) and lo <= value <= hi:
+            load[name] = value
+        elif (value := _number(body, key, problems, lo=lo, hi=hi)) is not None:
             load[name] = value
     if problems:
         raise Invalid(problems)
@@ -159,7 +165,10 @@ def response_time(body) -> tuple[str, float, bool]:
     body = _object(body)
     problems: list[str] = []
     nid = node_id(body, problems)
-    latency = _number(body, "responseTime", problems, hi=86_400_000.0, required=True)
+    latency = body.get("responseTime")
+    kind = type(latency)
+    if not ((kind is float or kind is int) and 0.0 <= latency <= 86_400_000.0):  # else _number's verdict
+        latency = _number(body, "responseTime", problems, hi=86_400_000.0, required=True)
     status = body.get("statusCode")
     if status is not None and (not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599):
         problems.append("statusCode: must be an integer HTTP status from 100 to 599")

@@ -20,9 +20,11 @@ its ``extra`` dict) and costs O(1) per node.
 from __future__ import annotations
 
 import heapq
+import math
 
+from ..telemetry import PEAK_EWMA_DECAY_S
 from .estimates import PeakEwma
-from .pickers import FullScan, PowerOfTwo
+from .pickers import FullScan, PowerOfTwo, first_lowest, scan_book
 
 # --- C3 ---------------------------------------------------------------------------
 
@@ -58,6 +60,10 @@ class C3Cost:
         extra[self.KEY] = latency_ms if r is None else r + self.alpha * (latency_ms - r)
 
     def load(self, node, ctx) -> float:
+        return self.cost(self.scores(node, ctx), node.state.outstanding.count(ctx.now))
+
+    def scores(self, node, ctx) -> tuple:
+        """What no dispatch moves: R̄, S̄, the queue, the clients and the error factor."""
         state = node.state
         r = state.extra.get(self.KEY)
         s = state.reported_latency_ms
@@ -67,8 +73,16 @@ class C3Cost:
             r = s
         queue = state.reported_in_flight or 0.0
         clients = ctx.params.get("clients", self.clients) if ctx.params else self.clients
-        q = 1.0 + state.outstanding.count(ctx.now) * clients + queue
-        return (r - s + (q ** self.exponent) * s) * (1.0 + self.error_penalty * state.error_ewma)
+        return r, s, queue, clients, 1.0 + self.error_penalty * state.error_ewma
+
+    def cost(self, scores, outstanding):
+        r, s, queue, clients, errors = scores
+        q = 1.0 + outstanding * clients + queue
+        return (r - s + (q ** self.exponent) * s) * errors
+
+    def rank(self, node, ctx, t_ref):
+        state = node.state
+        return self.scores(node, ctx), state.outstanding.count(ctx.now), False, state.steady_until(ctx.now)
 
 
 class C3(FullScan):
@@ -93,8 +107,10 @@ class HotCold:
     A candidate is *hot* when its RIF is above the ``quantile`` of all the
     pool's RIFs; among cold candidates the lowest latency wins, and when all
     are hot the lowest RIF wins. ``d=None`` scans the whole pool (it herds:
-    every caller sends to the same lowest-latency cold replica). O(n log n)
-    per pick for the quantile (pools are small)."""
+    every caller sends to the same lowest-latency cold replica), reading the
+    latencies from the pool's :class:`ScanBook` of the latency estimate, whose
+    counts are the RIFs it reads (``rif`` must be the same estimate).
+    O(n log n) per pick for the quantile (pools are small)."""
 
     def __init__(self, rif, latency, quantile: float = 0.84, name: str = "prequal", d: int | None = None):
         self.rif = rif
@@ -102,15 +118,26 @@ class HotCold:
         self.quantile = quantile
         self.name = name
         self.d = d
+        self._key = ("hot-cold", id(self))
 
     def pick(self, pool, ctx):
         nodes = pool.nodes
         n = len(nodes)
         if n == 1:
             return nodes[0]
+        if self.d is not None and self.d < n:
+            return self.scan(pool, ctx)
+        # the whole pool: the book's counts are the RIFs, its keys the latencies
+        book = scan_book(pool, self._key, self.latency, ctx)
+        latencies = book.comparable(ctx.now)
+        return nodes[self._choose(book.q, latencies.__getitem__, range(n), ctx.rng.random)]
+
+    def scan(self, pool, ctx):
+        """The exact rule, every estimate evaluated now (and, with ``d``, on ``d`` sampled candidates)."""
+        nodes = pool.nodes
+        n = len(nodes)
         rif = self.rif.load
         rifs = [rif(node, ctx) for node in nodes]
-        threshold = sorted(rifs)[min(n - 1, int(self.quantile * (n - 1) + 0.5))]
         rand = ctx.rng.random
         if self.d is None or self.d >= n:
             candidates = range(n)
@@ -120,17 +147,14 @@ class HotCold:
                 candidates.add(int(rand() * n))
             candidates = sorted(candidates)
         latency = self.latency.latency
-        best, best_key, ties = None, None, 0
-        for k in candidates:
-            r = rifs[k]
-            key = (0, latency(nodes[k], ctx)) if r <= threshold else (1, r)
-            if best is None or key < best_key:
-                best, best_key, ties = nodes[k], key, 1
-            elif key == best_key:
-                ties += 1
-                if rand() * ties < 1.0:
-                    best = nodes[k]
-        return best
+        return nodes[self._choose(rifs, lambda k: latency(nodes[k], ctx), candidates, rand)]
+
+    def _choose(self, rifs, latency_of, candidates, rand) -> int:
+        """The rule over ``candidates`` (indices); ``latency_of`` is read for cold ones only."""
+        n = len(rifs)
+        threshold = sorted(rifs)[min(n - 1, int(self.quantile * (n - 1) + 0.5))]
+        keys = [(0, latency_of(k)) if rifs[k] <= threshold else (1, rifs[k]) for k in candidates]
+        return candidates[first_lowest(keys, rand)]
 
 
 class InFlightEstimate:
@@ -157,7 +181,24 @@ class LatencyAtLoad(PeakEwma):
         s = state.reported_latency_ms
         if s is None or s <= 0.0:
             s = super().latency(node, ctx)
-        return s * (self.rif.load(node, ctx) + 1.0) * (1.0 + self.error_penalty * state.error_ewma)
+        return self.cost((s, 1.0 + self.error_penalty * state.error_ewma), self.rif.load(node, ctx))
+
+    def rank(self, node, ctx, t_ref):
+        """``latency`` for a ScanBook: the service time (see :meth:`PeakEwma.level`)
+        and error factor, and the RIF."""
+        state = node.state
+        s = state.reported_latency_ms
+        if s is None or s <= 0.0:
+            s, decays, until = self.level(node, ctx, t_ref)
+        else:
+            decays, until = False, math.inf
+        base = (s, 1.0 + self.error_penalty * state.error_ewma)
+        return base, self.rif.load(node, ctx), decays, min(until, state.steady_until(ctx.now))
+
+    @staticmethod
+    def cost(base, rif):
+        service_ms, errors = base
+        return service_ms * (rif + 1.0) * errors
 
 
 # --- gRPC weighted round robin (ORCA) ------------------------------------------------

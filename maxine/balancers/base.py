@@ -42,7 +42,9 @@ class Strategy(Protocol):
 
 
 class LoadEstimate(Protocol):
-    """Lower is better. ``load(node, ctx)`` must be O(1)."""
+    """Lower is better. ``load(node, ctx)`` must be O(1). An estimate may also
+    provide ``rank(node, ctx, t_ref)`` and ``cost(base, q)`` for a cached scan
+    (see :class:`maxine.balancers.pickers.ScanBook`)."""
 
     def load(self, node, ctx: PickContext) -> float: ...
 

@@ -37,7 +37,11 @@ scan does not herd.
 ``ai-driven`` and ``predictive`` evaluate ``d`` = 8 candidates per pick (a
 window of the pool from a random start; the whole pool when it is smaller),
 so a pick costs a few µs at any pool size; each candidate costs a few reads
-of NodeState and of values precomputed when reports arrive.
+of NodeState and of values precomputed when reports arrive. ``predictive``
+and ``health-score`` read their candidates' costs from the pool's
+:class:`~maxine.balancers.pickers.ScanBook` (recomputed when a node's
+telemetry changes), so they pick what evaluating every candidate would; the
+hub's cached values reach the book within ``HUB_REFRESH_S``.
 
 A model failure inside ``pick`` never propagates: the strategy counts a
 fallback and answers with ``p2c-peak-ewma``.
@@ -50,8 +54,8 @@ import math
 from statistics import NormalDist
 
 from ..telemetry import PEAK_EWMA_DECAY_S
-from .estimates import PeakEwma
-from .pickers import PowerOfTwo
+from .estimates import PeakEwma, ewma_level
+from .pickers import PowerOfTwo, first_lowest, scan_book
 
 log = logging.getLogger("maxine.ml")
 
@@ -60,6 +64,7 @@ FAILURE_FACTOR = 5.0
 ERROR_PENALTY = 20.0
 LATENCY_CAP_MS = 10_000.0  # NodeState's failure penalty cap
 CACHE_FRESH_S = 30.0  # hub-written values older than this are ignored
+HUB_REFRESH_S = 0.05  # a cached cost re-reads the hub's values (and typical latencies) this often
 SAMPLE_D = 8  # candidates per pick (a random window of the pool); the whole pool when smaller
 
 HEALTH_KEY = "ml.health"      # (score 0-100, time) written by the hub's cache
@@ -285,6 +290,7 @@ class Predictive(_Learned):
         self.horizon_s = horizon_s
         self.up_only = up_only
         self.gain = gain
+        self._pool_key = ("predictive", id(self))
 
     def _observe(self, m: NodeModel, latency_ms: float, success: bool, now: float) -> None:
         x = _penalised(latency_ms, success, m.slow if m.n else latency_ms)
@@ -310,34 +316,58 @@ class Predictive(_Learned):
         f = 1.0 + self.gain * t * (self.horizon_s + self.tau_fast)
         return 0.5 if f < 0.5 else (3.0 if f > 3.0 else f)
 
-    def _pick(self, pool, nodes, ctx):
+    def unit(self, node, u: float, now: float) -> tuple:
+        """What the cost is made of besides the load, given the node's latency
+        level ``u``: ``u`` by its trend and the hub's forecast, and the error factor."""
+        state = node.state
+        extra = state.extra
+        m = extra.get(self.key)
+        if m is not None and m.n > 1:
+            u *= m.factor
+        cached = extra.get(FORECAST_KEY)
+        if cached is not None and now - cached[1] < CACHE_FRESH_S:
+            r = cached[0]
+            u *= 0.5 if r < 0.5 else (2.0 if r > 2.0 else r)
+        return u, 1.0 + ERROR_PENALTY * state.error_ewma
+
+    @staticmethod
+    def cost(unit, in_flight):
+        u, errors = unit
+        return u * (in_flight + 1.0) * errors
+
+    def rank(self, node, ctx, t_ref):
+        """The cost for a ScanBook. The hub's forecast and the service's typical
+        latency change without telling the book: entries re-read them every
+        ``HUB_REFRESH_S``."""
         now = ctx.now
-        key = self.key
+        state = node.state
+        level = ewma_level(state, now, t_ref)
+        if level is None:
+            level = (self.typical.get(node.service_name, DEFAULT_MS), False, math.inf)
+        u, decays, until = level
+        until = min(until, state.steady_until(now), now + HUB_REFRESH_S)
+        return self.unit(node, u, now), state.in_flight(now), decays, until
+
+    def _pick(self, pool, nodes, ctx):
+        book = scan_book(pool, self._pool_key, self, ctx)
+        return nodes[book.lowest(ctx.now, ctx.rng.random, self.window(len(nodes), ctx.rng.random))]
+
+    def scan(self, pool, ctx):
+        """The exact pick: every candidate's cost evaluated now."""
+        nodes = pool.nodes
+        now = ctx.now
         rand = ctx.rng.random
         exp = math.exp
         typical = self.typical.get(pool.service_name, DEFAULT_MS)
-        best, best_cost, ties = None, math.inf, 0
-        for k in self.window(len(nodes), rand):
+        window = self.window(len(nodes), rand)
+        costs = []
+        for k in window:
             node = nodes[k]
             state = node.state
-            extra = state.extra
             e = state.ewma_ms
             u = typical if e is None else (e * exp((state.ewma_time - now) / PEAK_EWMA_DECAY_S) if now > state.ewma_time else e)
-            m = extra.get(key)
-            if m is not None and m.n > 1:
-                u *= m.factor
-            cached = extra.get(FORECAST_KEY)
-            if cached is not None and now - cached[1] < CACHE_FRESH_S:
-                r = cached[0]
-                u *= 0.5 if r < 0.5 else (2.0 if r > 2.0 else r)
-            cost = u * (state.in_flight(now) + 1.0) * (1.0 + ERROR_PENALTY * state.error_ewma)
-            if cost < best_cost:
-                best, best_cost, ties = node, cost, 1
-            elif cost == best_cost:
-                ties += 1
-                if rand() * ties < 1.0:
-                    best = node
-        return best
+            costs.append(self.cost(self.unit(node, u, now), state.in_flight(now)))
+        return nodes[window[first_lowest(costs, rand)]]
 
     def status(self) -> dict:
         return {**super().status(), "kind": "trend forecast (fast/slow EWMA + cached Holt), sampled candidates"}
@@ -351,26 +381,51 @@ class HealthScore(_Learned):
     def __init__(self, name: str = "health-score", **kw):
         super().__init__(name, **kw)
         self.peak = PeakEwma()  # the same level (and typical latency for new nodes) as p2c-peak-ewma
-        self.picker = PowerOfTwo(self, name)
+        self.picker = PowerOfTwo(self, name)  # the exact pick, every candidate evaluated now
+        self._pool_key = ("health-score", id(self))
 
     def learn_one(self, node, latency_ms: float, success: bool, now: float) -> None:
         pass  # reads NodeState and the hub's cache only
 
     def load(self, node, ctx) -> float:
-        state = node.state
-        now = ctx.now
-        cost = self.peak.latency(node, ctx) * (state.in_flight(now) + 1.0)
+        latency = self.peak.latency(node, ctx)
+        return self.cost((latency, self.score(node, ctx.now)), node.state.in_flight(ctx.now))
+
+    @staticmethod
+    def score(node, now: float) -> float:
         # the hub's cached score (latency vs the service, errors, anomaly, drift, staleness)
         # scales the cost; without one (the lab) this is exactly p2c-peak-ewma: a local
         # error term, even a mild one, lost to it on rotating-slow (tuning seeds 0-15)
         score = 100.0
-        hub = state.extra.get(HEALTH_KEY)
+        hub = node.state.extra.get(HEALTH_KEY)
         if hub is not None and now - hub[1] < CACHE_FRESH_S:
             score = float(hub[0])
-        return cost * 100.0 / (score if score > 1.0 else 1.0)
+        return score if score > 1.0 else 1.0
+
+    @staticmethod
+    def cost(base, in_flight):
+        latency, score = base
+        return latency * (in_flight + 1.0) * 100.0 / score
+
+    def rank(self, node, ctx, t_ref):
+        """``load`` for a ScanBook; the hub's scores change without telling the
+        book, so entries re-read them every ``HUB_REFRESH_S``."""
+        level, in_flight, decays, until = self.peak.rank(node, ctx, t_ref)
+        return (level, self.score(node, ctx.now)), in_flight, decays, min(until, ctx.now + HUB_REFRESH_S)
 
     def _pick(self, pool, nodes, ctx):
-        return self.picker.pick(pool, ctx)
+        """``PowerOfTwo``'s pick (the same two random draws) on the pool's ScanBook."""
+        book = scan_book(pool, self._pool_key, self, ctx)
+        n = len(nodes)
+        rand = ctx.rng.random
+        i = int(rand() * n)
+        j = int(rand() * (n - 1))
+        if j >= i:
+            j += 1
+        key = book.key
+        if book.decays[i] is not book.decays[j]:
+            key = book.comparable(ctx.now)
+        return nodes[j if key[j] < key[i] else i]
 
     def status(self) -> dict:
         return {**super().status(), "kind": "power of two over Peak-EWMA cost × 100 / health score (cached)",

@@ -1,8 +1,8 @@
 """Pickers: how a strategy chooses among candidates, given a load estimate.
 
 A pool (:class:`maxine.registry.Pool`) is immutable while it lives, so a
-picker may cache derived structures (cumulative weights, a hash ring) in
-``pool.cache`` under its own key.
+picker may cache derived structures (cumulative weights, a hash ring, a
+:class:`ScanBook` of loads) in ``pool.cache`` under its own key.
 """
 
 from __future__ import annotations
@@ -10,7 +10,142 @@ from __future__ import annotations
 import bisect
 import hashlib
 import math
-from itertools import accumulate
+from itertools import accumulate, islice
+
+from ..telemetry import PEAK_EWMA_DECAY_S
+
+REBASE_S = 50.0 * PEAK_EWMA_DECAY_S  # a book's time frame moves after this long (keeps exp() finite)
+
+
+class ScanBook:
+    """One pool's loads under one estimate, kept up to date instead of
+    re-evaluated for every candidate on every pick (Finagle's heap balancer,
+    and advanced-ml's ``CostBook``, do the same).
+
+    The estimate splits its load into a part that no dispatch moves and a
+    count that every dispatch moves by one: ``rank(node, ctx, t_ref) ->
+    (base, q, decays, until)`` and ``cost(base, q) -> key``, a key ordering
+    nodes as ``load`` does at any time before ``until``. A ``decays`` key is
+    Peak-EWMA's load without its common factor exp(-(now - t_ref)/tau), which
+    does not change which node is lowest, so it stays valid as time passes;
+    other keys are loads as they are.
+
+    A dispatch to a node (by any strategy: ``NodeState.on_dispatch`` calls
+    :meth:`dispatched`) moves its entry to ``cost(base, q + 1)``: what ``rank``
+    would give then, bit for bit, when ``q`` is a positive whole number (a
+    dispatch adds exactly one to in-flight and to outstanding counts; from 0 a
+    clamped in-flight may stay 0, and a fractional reported in-flight may round
+    differently). Otherwise the entry is recomputed before it is next compared,
+    as it is after a result or a load report (``NodeState.changed`` calls
+    :meth:`add`) or once ``until`` passed (a report going stale, the
+    outstanding-dispatch ring forgetting, a cached value to re-read).
+    """
+
+    __slots__ = ("nodes", "states", "index", "rank", "cost", "key", "base", "q", "steps", "decays", "n_decaying",
+                 "until", "dirty", "due", "t_ref", "__weakref__")
+
+    def __init__(self, nodes, estimate, now: float):
+        n = len(nodes)
+        self.nodes = nodes
+        self.states = [node.state for node in nodes]
+        self.index = {state: i for i, state in enumerate(self.states)}
+        self.rank = estimate.rank
+        self.cost = estimate.cost
+        self.key = [math.inf] * n
+        self.base = [None] * n
+        self.q = [0] * n
+        self.steps = [False] * n  # whether a dispatch moves the entry to cost(base, q + 1)
+        self.decays = [False] * n
+        self.n_decaying = 0
+        self.until = [-math.inf] * n
+        self.dirty: set = set()
+        self.due = -math.inf  # the earliest ``until``
+        self.t_ref = now
+        for state in self.states:
+            state.add_watcher(self)
+
+    def add(self, state) -> None:
+        """``state``'s telemetry changed: recompute its entry before it is next compared."""
+        self.dirty.add(state)
+
+    def dispatched(self, state) -> None:
+        """``state`` took one more dispatch."""
+        i = self.index[state]
+        if self.steps[i]:
+            self.q[i] = q = self.q[i] + 1
+            self.key[i] = self.cost(self.base[i], q)
+        else:
+            self.dirty.add(state)
+
+    def settle(self, ctx) -> None:
+        """Recompute the entries whose node changed or whose ``until`` passed."""
+        now = ctx.now
+        states, dirty = self.states, self.dirty
+        timed = now >= self.due
+        if timed:
+            if now - self.t_ref > REBASE_S:
+                self.t_ref = now
+                dirty.update(states)
+            else:
+                dirty.update(s for s, u in zip(states, self.until) if u <= now)
+        if dirty:
+            nodes, index, rank, cost, t_ref, due = self.nodes, self.index, self.rank, self.cost, self.t_ref, self.due
+            key, base, qs, steps, decays, until = self.key, self.base, self.q, self.steps, self.decays, self.until
+            for state in dirty:
+                i = index[state]
+                base[i], q, d, u = rank(nodes[i], ctx, t_ref)
+                qs[i] = q
+                key[i] = cost(base[i], q)
+                steps[i] = 0 < q == int(q)
+                if d is not decays[i]:
+                    decays[i] = d
+                    self.n_decaying += 1 if d else -1
+                until[i] = u
+                if u < due:
+                    due = u
+            self.due = due
+            dirty.clear()
+        if timed:
+            self.due = min(self.until)
+
+    def comparable(self, now: float) -> list:
+        """The keys, comparable with each other at ``now``."""
+        key = self.key
+        if 0 < self.n_decaying < len(key):  # decaying and steady keys: bring the decaying ones to ``now``
+            f = math.exp((self.t_ref - now) / PEAK_EWMA_DECAY_S)
+            key = [k * f if d else k for k, d in zip(key, self.decays)]
+        return key
+
+    def lowest(self, now: float, rand, candidates=None) -> int:
+        """The index of the lowest load among ``candidates`` (indices; all by
+        default), ties broken as :meth:`FullScan.scan` does."""
+        key = self.comparable(now)
+        if candidates is None:
+            return first_lowest(key, rand)
+        return candidates[first_lowest([key[i] for i in candidates], rand)]
+
+
+def first_lowest(values, rand) -> int:
+    """The index of the lowest of ``values``, ties broken at random by reservoir
+    sampling in order, as a loop keeping the lowest so far would: each value
+    equal to the lowest so far draws ``rand()`` and replaces it if
+    ``rand() * ties < 1``. The same draws; the search is C-level (``min``,
+    ``index``, ``count``), Python loops only over what may tie."""
+    m = min(values)
+    i = values.index(m)
+    if i > 1:  # values before the first lowest that tie with the lowest so far draw too
+        lowest = values[0]
+        for v in islice(values, 1, i):
+            if v < lowest:
+                lowest = v
+            elif v == lowest:
+                rand()
+    best = j = i
+    for t in range(2, values.count(m) + 1):
+        j = values.index(m, j + 1)
+        if rand() * t < 1.0:
+            best = j
+    return best
 
 
 class RoundRobin:
@@ -49,25 +184,46 @@ class WeightedRandom:
         return pool.nodes[min(i, len(pool.nodes) - 1)]
 
 
+def scan_book(pool, key, estimate, ctx) -> ScanBook:
+    """``pool``'s book under ``key`` (one per set of request parameters, which an
+    estimate may read, e.g. C3's ``clients``), brought up to date."""
+    if ctx.params:
+        key = (key, frozenset(ctx.params.items()))
+    book = pool.cache.get(key)
+    if book is None:
+        book = pool.cache[key] = ScanBook(pool.nodes, estimate, ctx.now)
+    if book.dirty or ctx.now >= book.due:
+        book.settle(ctx)
+    return book
+
+
 class FullScan:
-    """The least-loaded candidate; ties broken at random so equals share load."""
+    """The least-loaded candidate; ties broken at random so equals share load.
+
+    An estimate with ``rank`` is read from the pool's :class:`ScanBook`; one
+    without (e.g. the lab's oracle) is evaluated for every candidate."""
 
     def __init__(self, estimate, name: str):
         self.estimate = estimate
         self.name = name
+        self._key = ("scan", id(self))
+        self.cached = hasattr(estimate, "rank")
 
     def pick(self, pool, ctx):
+        if not self.cached:
+            return self.scan(pool, ctx)
+        book = pool.cache.get(self._key)
+        if book is None or book.dirty or ctx.now >= book.due or ctx.params:  # else scan_book's answer, sooner
+            book = scan_book(pool, self._key, self.estimate, ctx)
+        key = book.key
+        if 0 < book.n_decaying < len(key):
+            key = book.comparable(ctx.now)
+        return pool.nodes[first_lowest(key, ctx.rng.random)]
+
+    def scan(self, pool, ctx):
+        """The exact scan: every candidate's load evaluated now."""
         load = self.estimate.load
-        best, best_load, ties = None, None, 0
-        for node in pool.nodes:
-            value = load(node, ctx)
-            if best is None or value < best_load:
-                best, best_load, ties = node, value, 1
-            elif value == best_load:
-                ties += 1
-                if ctx.rng.random() * ties < 1.0:  # reservoir sampling among ties
-                    best = node
-        return best
+        return pool.nodes[first_lowest([load(node, ctx) for node in pool.nodes], ctx.rng.random)]
 
 
 class PowerOfTwo:

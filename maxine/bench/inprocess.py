@@ -1,14 +1,20 @@
-"""Discovery requests through the ASGI app, in process, with no server: the
-workload to count instructions on (repeatable on a busy machine, unlike time).
+"""Requests through the ASGI app, in process, with no server: the workload to
+count instructions on (repeatable on a busy machine, unlike time).
 
     PYTHONHASHSEED=0 valgrind --tool=callgrind --callgrind-out-file=/dev/null \\
-        python -m maxine.bench.inprocess STRATEGY 40000
+        python -m maxine.bench.inprocess WORKLOAD 40000
     # minus the same with 0 requests, divided by 40000 = instructions per request
 
-STRATEGY is any built-in, or ``reference`` for the raw ASGI reference app. The
-population is 10 services × 10 instances; a fake clock advances 25 µs per
-request, and ``advanced-ml``'s background refresh runs every 1,000 requests
-(every 50 ms at 20k requests/s), as the server's job does.
+WORKLOAD is a built-in strategy (``GET /discover`` with it), ``reference`` (the
+raw ASGI reference app, GET), ``reference-post`` (the reference reading a POST
+body), ``heartbeat`` or ``record-response-time`` (``maxine bench http``'s POST
+bodies, rotating over the population). The population is 10 services × 10
+instances; before the POST workloads every strategy has discovered every
+service (so the learning strategies have per-node state, as in ``maxine bench
+http``, where the POSTs run after the discoveries). A fake clock advances 25 µs
+per request, and ``advanced-ml``'s background refresh runs every 1,000 requests
+(every 50 ms at 20k requests/s), as the server's job does. The ML hub's rounds
+(every second, in a worker thread) are not run.
 """
 
 from __future__ import annotations
@@ -16,16 +22,35 @@ from __future__ import annotations
 import asyncio
 import sys
 
+import orjson
+
 from ..api.app import create_app
 from ..api.operations import Maxine
 from ..settings import Settings
 from . import reference
 
+POST_PATHS = {"heartbeat": "/heartbeat", "record-response-time": "/record-response-time",
+              "reference-post": "/"}
+
+
+def post_body(workload: str, node_id: str) -> bytes:
+    """The body ``maxine bench http`` sends for ``workload``."""
+    if workload == "heartbeat":
+        return orjson.dumps({"nodeId": node_id, "inFlight": 1, "cpu": 0.3})
+    return orjson.dumps({"nodeId": node_id, "responseTime": 12.5})
+
+
+def discover_scope(strategy: str, service: int) -> dict:
+    return {"type": "http", "method": "GET", "path": "/discover", "headers": [],
+            "query_string": f"serviceName=svc-{service}&loadBalancing={strategy}&clientId=c{service}&lat=41&lon=-2"
+            .encode()}
+
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
-        print("usage: python -m maxine.bench.inprocess STRATEGY|reference REQUESTS", file=sys.stderr)
+        print("usage: python -m maxine.bench.inprocess STRATEGY|reference|reference-post|heartbeat|"
+              "record-response-time REQUESTS", file=sys.stderr)
         return 2
     which, n = argv[0], int(argv[1])
     now = [1_800_000_000.0]
@@ -35,28 +60,55 @@ def main(argv=None) -> int:
         return now[0]
 
     maxine = Maxine(Settings(), clock=clock)
+    node_ids = []
     for s in range(10):
         for i in range(10):
-            maxine.register({"serviceName": f"svc-{s}", "host": "127.0.0.1", "port": 9000 + i})
-    app = reference.app if which == "reference" else create_app(Settings(), maxine)
-    scopes = [{"type": "http", "method": "GET", "path": "/discover", "headers": [],
-               "query_string": f"serviceName=svc-{s}&loadBalancing={which}&clientId=c{s}&lat=41&lon=-2".encode()}
-              for s in range(10)]
+            status, reply = maxine.register({"serviceName": f"svc-{s}", "host": "127.0.0.1", "port": 9000 + i})
+            node_ids.append(reply["nodeId"])
+    app = create_app(Settings(), maxine)
+    if which in POST_PATHS:
+        if which == "reference-post":
+            app = reference.app
+        scopes = [{"type": "http", "method": "POST", "path": POST_PATHS[which],
+                   "headers": [(b"content-type", b"application/json")], "query_string": b""}
+                  for _ in node_ids]
+        messages = [{"type": "http.request", "body": post_body(which, nid), "more_body": False} for nid in node_ids]
+    else:
+        if which == "reference":
+            app = reference.app
+        scopes = [discover_scope(which, s) for s in range(10)]
+        messages = [{"type": "http.request", "body": b"", "more_body": False}] * 10
+    count = len(scopes)
+    current = [messages[0]]
 
     async def receive():
-        return {"type": "http.request", "body": b""}
+        return current[0]
 
     async def send(message):
         pass
 
+    async def warm_up():  # every strategy discovers every service, as in bench http before its POSTs
+        for strategy in maxine.balancers.names():
+            for s in range(10):
+                await app(discover_scope(strategy, s), receive, send)
+
     async def run():
+        if which in ("heartbeat", "record-response-time"):
+            await warm_up()
         learned = maxine.balancers.get("advanced-ml")
+        errors = maxine.errors
         for k in range(n):
-            await app(scopes[k % 10], receive, send)
+            i = k % count
+            current[0] = messages[i]
+            await app(scopes[i], receive, send)
             if k % 1000 == 999 and getattr(learned, "_pending", None):
                 learned.refresh_pending(now[0], 10_000)
+        return maxine.errors - errors
 
-    asyncio.run(run())
+    errors = asyncio.run(run())
+    if errors:  # the counts would be of the error path
+        print(f"{errors} of {n} requests failed", file=sys.stderr)
+        return 1
     return 0
 
 
