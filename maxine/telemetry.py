@@ -199,17 +199,6 @@ class NodeState:
         if hasattr(cache, "dispatched"):
             self.dispatch_watchers += (ref,)
 
-    @property
-    def watch(self):
-        """The newest watcher's weak reference (what a single-watcher cache used to set)."""
-        return self.watchers[-1] if self.watchers else None
-
-    @watch.setter
-    def watch(self, ref) -> None:
-        # ``state.watch = weakref.ref(cache)`` (the former single-watcher API) adds a watcher
-        if ref is not None and ref() is not None:
-            self.add_watcher(ref())
-
     def steady_until(self, now: float) -> float:
         """Until when :meth:`in_flight` and ``outstanding.count`` keep their values
         unless an event (dispatch, result, load report) arrives: the load report

@@ -190,7 +190,7 @@ def test_several_books_watch_one_node():
         assert strategies.get(name).pick(pool, ctx) is not pool.nodes[0]
 
 
-def test_the_former_single_watch_attribute_adds_a_watcher():
+def test_any_cache_with_add_can_watch_a_node():
     pool = fleet(2)
     s = Balancers(["least-connections"]).get("least-connections")
     s.pick(pool, PickContext(now=0.0, rng=random.Random(0)))
@@ -204,7 +204,7 @@ def test_the_former_single_watch_attribute_adds_a_watcher():
 
     cache = Cache()
     state = pool.nodes[0].state
-    state.watch = weakref.ref(cache)
+    state.add_watcher(cache)
     state.on_load_report(1.0, in_flight=1)
     assert cache.seen == [state] and len(state.watchers) == 2
 

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import math
 import time
-import weakref
 
 import numpy as np
 
@@ -70,8 +69,8 @@ class CostBook:
     report or a re-score calls :meth:`add` through ``NodeState.changed``) or
     when the pool's time-dependent factors (error decay, exploration, slow
     start, share cap) are due, every ``refresh_s``; between, a pick is an
-    argmin and two additions. A node in several pools notifies the newest;
-    the others see its changes at their next sweep.
+    argmin and two additions. Every live book watching a node (one per pool
+    it is in) is told.
 
     Shares of recent dispatches decay with ``tau``; they are kept multiplied by
     exp((t - t0) / tau) and brought up to date at each sweep (:meth:`rebase`)
@@ -97,9 +96,8 @@ class CostBook:
         self.t0 = now
         self.unit = 1.0
         self.dirty: set = set()
-        watch = weakref.ref(self)
         for node in nodes:
-            node.state.watch = watch
+            node.state.add_watcher(self)
         self.oldest = min(node.registered_at for node in nodes)
         self.due = self.sweep_at = now
 
