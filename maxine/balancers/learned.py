@@ -235,13 +235,14 @@ class AdvancedML:
 
     # --- the inference cache ------------------------------------------------------
     # Per node, in state.extra[CACHE_KEY]: [results, report_time, computed_at,
-    # predicted ms, queue estimate then, dispatched_since then, share]. The model
+    # predicted ms, queue estimate then, dispatched_since then, share,
+    # completed_since then]. The model
     # runs when the node's telemetry changes, never inside ``pick``:
     # ``learn_one`` (a client report) refreshes that node and drains the nodes
     # ``pick`` found out of date (a new load report, or ``refresh_s`` of age);
     # the server's background job (:func:`refresh_learned`) drains them too.
     # A cost entry (``_settle``) reads the cached prediction and applies this
-    # registry's dispatches since (× (q_now + 1) / (q_then + 1)); after a new
+    # registry's dispatches and completions since (× (q_now + 1) / (q_then + 1)); after a new
     # load report it rescales by the queue estimate from that report until the
     # refresh. Only a node never scored, and at most ``inline_max`` nodes with a
     # new load report, are scored while a pick waits.
@@ -274,7 +275,7 @@ class AdvancedML:
             state = node.state
             q, share = queue(state, now)
             state.extra[CACHE_KEY] = [state.results, state.report_time, now, exp(p), q,
-                                      state.dispatched_since_report, share]
+                                      state.dispatched_since_report, share, state.completed_since_report]
             pending.pop(id(node), None)
             state.changed()
         self.refreshes += len(nodes)
@@ -357,7 +358,7 @@ class AdvancedML:
                     self._settle(book, range(len(nodes)), now, rng)
             elif book.dirty and not book.d:
                 index = book.index
-                self._settle(book, [index[s] for s in book.dirty], now, rng)
+                self._settle(book, sorted(index[s] for s in book.dirty), now, rng)  # pool order: deterministic
             if not book.d:
                 book.dirty.clear()  # includes the nodes re-scored just now, whose entries are fresh
             book.due = book.sweep_at
@@ -443,7 +444,9 @@ class AdvancedML:
                 if c[0] != state.results or now - c[2] > refresh_s:
                     pending[id(node)] = node
                 share = c[6]
-                q = c[4] + (state.dispatched_since_report - c[5]) / share
+                # this registry's dispatches and completions since the score
+                q = max(0.0, c[4] + (state.dispatched_since_report - c[5]
+                                     - state.completed_since_report + c[7]) / share)
             base = c[3] / (c[4] + 1.0)
             # fast failures count as slow; the penalty fades while the node gets no reports
             err = state.extra.get(FERR_KEY, 0.0) if self.fast_errors else state.error_ewma

@@ -91,8 +91,7 @@ class ScanBook:
         if dirty:
             nodes, index, rank, cost, t_ref, due = self.nodes, self.index, self.rank, self.cost, self.t_ref, self.due
             key, base, qs, steps, decays, until = self.key, self.base, self.q, self.steps, self.decays, self.until
-            for state in dirty:
-                i = index[state]
+            for i in sorted(index[state] for state in dirty):  # pool order: a set's order varies run to run
                 base[i], q, d, u = rank(nodes[i], ctx, t_ref)
                 qs[i] = q
                 key[i] = cost(base[i], q)

@@ -212,6 +212,8 @@ class _Timed:
         self.out = out
         if hasattr(inner, "learn_one"):
             self.learn_one = inner.learn_one
+        if hasattr(inner, "refresh_pending"):  # the background re-scoring job's entry point
+            self.refresh_pending = inner.refresh_pending
 
     def pick(self, pool, ctx):
         t = time.perf_counter_ns()

@@ -56,7 +56,8 @@ SERVICE = "sim"
 ORACLE = "oracle"
 
 # event kinds
-_ARRIVE, _DONE, _FAILED, _REPORT, _HEARTBEAT, _SPEED, _FAIL, _ROTATE = range(8)
+_ARRIVE, _DONE, _FAILED, _REPORT, _HEARTBEAT, _SPEED, _FAIL, _ROTATE, _BACKGROUND = range(9)
+BACKGROUND_S = 0.05  # the server's refresh_learned job interval
 
 
 class OracleEstimate:
@@ -242,6 +243,11 @@ class Simulation:
         for i in range(n):
             push(heap, (float(phases[i]), seq, _HEARTBEAT, i, 0.0, 0))
             seq += 1
+        # the server's background re-scoring job (refresh_learned), for the strategies that have one
+        background = [v.strategy for v in views if hasattr(v.strategy, "refresh_pending")]
+        if background:
+            push(heap, (BACKGROUND_S, seq, _BACKGROUND, 0, 0.0, 0))
+            seq += 1
         # scheduled speed / failure windows
         for ev in sc["events"]:
             if "every_ms" in ev:
@@ -421,6 +427,12 @@ class Simulation:
                 hb_last[i] = now
                 push(heap, (now + heartbeat, seq, _HEARTBEAT, i, 0.0, 0))
                 seq += 1
+            elif kind == _BACKGROUND:
+                for strategy in background:
+                    strategy.refresh_pending(now, 1 << 30)
+                if now < horizon:
+                    push(heap, (now + BACKGROUND_S, seq, _BACKGROUND, 0, 0.0, 0))
+                    seq += 1
             elif kind == _SPEED:
                 speed[a] = x if x > 0 else self.nominal_speed[a]
             elif kind == _FAIL:

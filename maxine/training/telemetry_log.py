@@ -205,6 +205,8 @@ class _Recorder:
         self.mean_ms = mean_ms
         if hasattr(inner, "learn_one"):
             self.learn_one = inner.learn_one
+        if hasattr(inner, "refresh_pending"):  # the background re-scoring job's entry point
+            self.refresh_pending = inner.refresh_pending
 
     def pick(self, pool, ctx):
         node = self.inner.pick(pool, ctx)
