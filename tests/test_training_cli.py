@@ -63,3 +63,21 @@ def test_clear_errors_without_traceback(tmp_path):
     assert r.returncode == 2 and "missing columns" in r.stderr and "Traceback" not in r.stderr
     r = cli("models", "--root", str(tmp_path), "promote", "advanced-ml", "nope")
     assert r.returncode == 2 and "refused" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_time_scales_record_each_scenario_slower_at_the_same_load(tmp_path):
+    from maxine.training import scenario as scenarios
+    from maxine.training.models_cli import time_scaled
+
+    base = scenarios.by_name("speed-spread-10x")
+    one, three = time_scaled([base], [1.0, 3.0])
+    assert one is base and three["name"] == "speed-spread-10x@x3"
+    assert three["service_time"]["mean_ms"] == 3 * base["service_time"]["mean_ms"]
+    assert three["arrivals"] == base["arrivals"] and three["info"] == base["info"]  # same load, same heartbeats
+    assert base["service_time"]["mean_ms"] == scenarios.by_name("speed-spread-10x")["service_time"]["mean_ms"]
+    r = cli("train", "advanced-ml", "--data", str(tmp_path / "log"), "--from-sim", "homogeneous",
+            "--sim-time-scales", "0", "--out", str(tmp_path))
+    assert r.returncode == 2 and "--sim-time-scales" in r.stderr and "Traceback" not in r.stderr
+    r = cli("train", "advanced-ml", "--data", str(tmp_path / "log"), "--from-sim", "homogeneous",
+            "--sim-time-scales", "fast", "--out", str(tmp_path))
+    assert r.returncode == 2 and "--sim-time-scales" in r.stderr and "Traceback" not in r.stderr
