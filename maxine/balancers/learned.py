@@ -37,8 +37,8 @@ The picker (never a plain argmax over predictions across registries):
 The model's forward pass is numpy (:mod:`maxine.models.mlp`); nothing here
 imports torch. ``pick`` never raises because of the model, and runs it only for
 a node never scored and, in a scanned pool, for at most ``inline_max``
-candidates with a new load report; other re-scoring happens in ``learn_one`` and ``refresh_pending`` (the
-server's :func:`refresh_learned` background job).
+candidates with a new load report; other re-scoring happens in ``learn_one``
+and ``refresh_pending`` (the server's :func:`refresh_learned` background job).
 """
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ class CostBook:
     exp((t - t0) / tau) and brought up to date at each sweep (:meth:`rebase`)
     from the picks counted down in ``allow`` since the previous one."""
 
-    __slots__ = ("nodes", "index", "d", "refresh_s", "mlp", "cost", "slope", "stamp", "allow", "granted", "share", "total",
+    __slots__ = ("nodes", "index", "d", "refresh_s", "mlp", "cost", "slope", "stamp", "allow", "granted",
+                 "share", "total",
                  "t0", "unit", "dirty", "oldest", "due", "sweep_at", "__weakref__")
 
     def __init__(self, nodes, now, d: int, refresh_s: float):
@@ -456,7 +457,8 @@ class AdvancedML:
             lr = state.last_result_time
             if lr is not None and now > lr:
                 if err > 0.0:
-                    faded *= (1.0 + self.error_penalty * err * exp(-(now - lr) / err_tau)) / (1.0 + self.error_penalty * err)
+                    penalty = self.error_penalty * err
+                    faded *= (1.0 + penalty * exp(-(now - lr) / err_tau)) / (1.0 + penalty)
                 # exploration: an estimate nobody has checked for a while fades (as
                 # Peak-EWMA does), so a node that was slow gets a probe once it may
                 # have recovered instead of being starved on old evidence

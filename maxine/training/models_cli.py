@@ -109,7 +109,8 @@ def train_main(argv: list[str]) -> int:
                              "follows, so the load is the same; heartbeats and timeouts keep their length), so "
                              "the model meets services slower and faster than the lab's (default: the model's; "
                              "advanced-ml: 1,3)")
-    parser.add_argument("--sim-every", type=int, default=None, help="record every N-th decision (default: the model's; 20 for advanced-ml)")
+    parser.add_argument("--sim-every", type=int, default=None,
+                        help="record every N-th decision (default: the model's; 20 for advanced-ml)")
     parser.add_argument("--sim-requests", type=int, default=None, help="override the scenarios' request count "
                         "(default: the scenario's for advanced-ml, 60000 for the others)")
     parser.add_argument("--epochs", type=int, default=None, help="default: 8 (advanced-ml, forecast), 6 (anomaly)")
