@@ -241,18 +241,25 @@ def bench(args) -> dict:
     return {"results": results, "skipped": skipped}
 
 
+def write_body(workload: str, node_id: str) -> dict:
+    """The body of this benchmark's ``heartbeat`` or ``record-response-time`` request."""
+    if workload == "heartbeat":
+        return {"nodeId": node_id, "inFlight": 1, "cpu": 0.3}
+    return {"nodeId": node_id, "responseTime": 12.5}
+
+
 def reference_workloads(ref: ServerProcess, get_name: str, post_name: str) -> list[tuple]:
     """The GET reference and the POST reference (reads the body: one of the benchmark's POST bodies)."""
-    post_body = json.dumps({"nodeId": "svc-0:127.0.0.1:20000", "responseTime": 12.5})
+    post_body = json.dumps(write_body("record-response-time", "svc-0:127.0.0.1:20000"))
     return [(get_name, ref, None), (post_name, ref, _lua("POST", [post_body], "/"))]
 
 
 def write_workloads(srv: ServerProcess, population: list[dict], writes: list[str]) -> list[tuple]:
     node_ids = [b["nodeId"] for b in population]
     bodies = {
-        "heartbeat": ("POST /heartbeat", [json.dumps({"nodeId": n, "inFlight": 1, "cpu": 0.3}) for n in node_ids]),
+        "heartbeat": ("POST /heartbeat", [json.dumps(write_body("heartbeat", n)) for n in node_ids]),
         "record-response-time": ("POST /record-response-time",
-                                 [json.dumps({"nodeId": n, "responseTime": 12.5}) for n in node_ids]),
+                                 [json.dumps(write_body("record-response-time", n)) for n in node_ids]),
         "register": ("POST /register (refresh)",
                      [json.dumps({k: v for k, v in b.items() if k != "nodeId"}) for b in population]),
     }

@@ -28,16 +28,10 @@ from ..api.app import create_app
 from ..api.operations import Maxine
 from ..settings import Settings
 from . import reference
+from .http import write_body
 
 POST_PATHS = {"heartbeat": "/heartbeat", "record-response-time": "/record-response-time",
               "reference-post": "/"}
-
-
-def post_body(workload: str, node_id: str) -> bytes:
-    """The body ``maxine bench http`` sends for ``workload``."""
-    if workload == "heartbeat":
-        return orjson.dumps({"nodeId": node_id, "inFlight": 1, "cpu": 0.3})
-    return orjson.dumps({"nodeId": node_id, "responseTime": 12.5})
 
 
 def discover_scope(strategy: str, service: int) -> dict:
@@ -72,7 +66,8 @@ def main(argv=None) -> int:
         scopes = [{"type": "http", "method": "POST", "path": POST_PATHS[which],
                    "headers": [(b"content-type", b"application/json")], "query_string": b""}
                   for _ in node_ids]
-        messages = [{"type": "http.request", "body": post_body(which, nid), "more_body": False} for nid in node_ids]
+        messages = [{"type": "http.request", "body": orjson.dumps(write_body(which, nid)), "more_body": False}
+                    for nid in node_ids]
     else:
         if which == "reference":
             app = reference.app
