@@ -55,7 +55,7 @@ from statistics import NormalDist
 
 from ..telemetry import PEAK_EWMA_DECAY_S
 from .estimates import PeakEwma, ewma_level
-from .pickers import PowerOfTwo, first_lowest, scan_book
+from .pickers import PowerOfTwo, first_lowest, scan_book, two_distinct
 
 log = logging.getLogger("maxine.ml")
 
@@ -357,15 +357,14 @@ class Predictive(_Learned):
         nodes = pool.nodes
         now = ctx.now
         rand = ctx.rng.random
-        exp = math.exp
         typical = self.typical.get(pool.service_name, DEFAULT_MS)
         window = self.window(len(nodes), rand)
         costs = []
         for k in window:
             node = nodes[k]
             state = node.state
-            e = state.ewma_ms
-            u = typical if e is None else (e * exp((state.ewma_time - now) / PEAK_EWMA_DECAY_S) if now > state.ewma_time else e)
+            e = state.peak_ewma(now)
+            u = typical if e is None else e
             costs.append(self.cost(self.unit(node, u, now), state.in_flight(now)))
         return nodes[window[first_lowest(costs, rand)]]
 
@@ -416,12 +415,7 @@ class HealthScore(_Learned):
     def _pick(self, pool, nodes, ctx):
         """``PowerOfTwo``'s pick (the same two random draws) on the pool's ScanBook."""
         book = scan_book(pool, self._pool_key, self, ctx)
-        n = len(nodes)
-        rand = ctx.rng.random
-        i = int(rand() * n)
-        j = int(rand() * (n - 1))
-        if j >= i:
-            j += 1
+        i, j = two_distinct(len(nodes), ctx.rng.random)
         key = book.key
         if book.decays[i] is not book.decays[j]:
             key = book.comparable(ctx.now)

@@ -211,18 +211,20 @@ class FullScan:
     def pick(self, pool, ctx):
         if not self.cached:
             return self.scan(pool, ctx)
-        book = pool.cache.get(self._key)
-        if book is None or book.dirty or ctx.now >= book.due or ctx.params:  # else scan_book's answer, sooner
-            book = scan_book(pool, self._key, self.estimate, ctx)
-        key = book.key
-        if 0 < book.n_decaying < len(key):
-            key = book.comparable(ctx.now)
-        return pool.nodes[first_lowest(key, ctx.rng.random)]
+        book = scan_book(pool, self._key, self.estimate, ctx)
+        return pool.nodes[first_lowest(book.comparable(ctx.now), ctx.rng.random)]
 
     def scan(self, pool, ctx):
         """The exact scan: every candidate's load evaluated now."""
         load = self.estimate.load
         return pool.nodes[first_lowest([load(node, ctx) for node in pool.nodes], ctx.rng.random)]
+
+
+def two_distinct(n: int, rand) -> tuple[int, int]:
+    """Two distinct indices below ``n`` (≥ 2) drawn at random: two draws."""
+    i = int(rand() * n)
+    j = int(rand() * (n - 1))
+    return i, (j + 1 if j >= i else j)
 
 
 class PowerOfTwo:
@@ -234,14 +236,9 @@ class PowerOfTwo:
 
     def pick(self, pool, ctx):
         nodes = pool.nodes
-        n = len(nodes)
-        if n == 1:
+        if len(nodes) == 1:
             return nodes[0]
-        rand = ctx.rng.random
-        i = int(rand() * n)
-        j = int(rand() * (n - 1))
-        if j >= i:
-            j += 1
+        i, j = two_distinct(len(nodes), ctx.rng.random)
         a, b = nodes[i], nodes[j]
         load = self.estimate.load
         return b if load(b, ctx) < load(a, ctx) else a
