@@ -129,6 +129,34 @@ def test_fast_failures_do_not_attract_traffic(tmp_path):
     assert counts[bad.node_id] < 0.5 * 2000 / 5, counts
 
 
+def test_a_node_failing_half_its_calls_fast_stays_out_of_a_busy_pool(tmp_path):
+    """Under load every healthy node has a queue; a node that fails half its calls
+    in 1 ms looks quick and idle. Its failures cost error_penalty typical requests
+    of the pool, so it still gets almost nothing."""
+    s = AdvancedML(store=make_store(tmp_path))
+    nodes = fleet(5)
+    bad = nodes[2]
+    pool = Pool("svc", tuple(nodes))
+    ctx = PickContext(now=0.0, rng=random.Random(1))
+    rng = random.Random(2)
+    in_flight = []  # (due, node, latency, success): ~10 requests outstanding over 5 nodes
+    picks = {n.node_id: 0 for n in nodes}
+    for k in range(4000):
+        ctx.now = k * 0.01
+        while in_flight and in_flight[0][0] <= ctx.now:
+            _, node, lat, ok = in_flight.pop(0)
+            node.state.on_result(lat, ok, ctx.now)
+            s.learn_one(node, lat, ok, ctx.now)
+        node = s.pick(pool, ctx)
+        node.state.on_dispatch(ctx.now)
+        picks[node.node_id] += 1
+        fail = node is bad and rng.random() < 0.5
+        lat = 1.0 if fail else 100.0
+        in_flight.append((ctx.now + lat / 1000.0, node, lat, not fail))
+        in_flight.sort(key=lambda r: r[0])
+    assert picks[bad.node_id] < 0.01 * 4000, picks  # a tenth of its fair share at most
+
+
 @pytest.mark.parametrize("one_probe", [True, False])
 def test_exploration_sends_one_probe_at_a_time(tmp_path, one_probe):
     """A node whose bad evidence has faded gets one probe; while that probe is

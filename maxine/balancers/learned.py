@@ -13,10 +13,11 @@ The picker (never a plain argmax over predictions across registries):
 
 - candidates: the whole pool when it has at most ``scan_max`` nodes, else
   ``d`` distinct nodes drawn at random (power of d choices) — O(d) per pick;
-- cost = predicted latency × (1 + ``error_penalty`` × fast-error EWMA: a failure
-  weighs 1 − latency / predicted latency, so fast failures count as slow while a
-  timeout counts only through its latency) ÷ slow-start ramp; lowest cost wins,
-  ties at random;
+- cost = (predicted latency + ``error_penalty`` × fast-error EWMA × the pool's
+  typical latency) ÷ slow-start ramp: a failure weighs 1 − latency / predicted
+  latency, so a fast failure costs ``error_penalty`` typical requests of the pool
+  (not of the node itself, whose fast failures make it look quick) while a timeout
+  counts only through its latency; lowest cost wins, ties at random;
 - the costs live in a per-pool :class:`CostBook`: an entry is recomputed when
   its node's telemetry changes or every ``refresh_s`` (for the factors that
   move with time; ``sampled_refresh_s`` in a sampled pool, where each node is
@@ -78,7 +79,7 @@ class CostBook:
 
     __slots__ = ("nodes", "index", "d", "refresh_s", "mlp", "cost", "slope", "stamp", "allow", "granted",
                  "share", "total",
-                 "t0", "unit", "dirty", "oldest", "due", "sweep_at", "__weakref__")
+                 "t0", "unit", "dirty", "oldest", "typical", "due", "sweep_at", "__weakref__")
 
     def __init__(self, nodes, now, d: int, refresh_s: float):
         n = len(nodes)
@@ -100,6 +101,7 @@ class CostBook:
         for node in nodes:
             node.state.add_watcher(self)
         self.oldest = min(node.registered_at for node in nodes)
+        self.typical = None  # running mean of the entries' per-request latency (the error penalty's unit)
         self.due = self.sweep_at = now
 
     def add(self, state) -> None:
@@ -138,7 +140,7 @@ class AdvancedML:
 
     def __init__(self, store: ModelStore | None = None, name: str = "advanced-ml", model: str = "advanced-ml",
                  scan_max: int = 16, d: int = 8,
-                 error_penalty: float = 5.0, slow_start_s: float = 30.0, slow_start_min: float = 0.1,
+                 error_penalty: float = 20.0, slow_start_s: float = 30.0, slow_start_min: float = 0.1,
                  slow_start_grace_s: float = 5.0, cap: float = 4.0, share_tau_s: float = 5.0,
                  max_age_s: float | None = None, recheck_s: float = 5.0, refresh_s: float = 0.05,
                  sampled_refresh_s: float = 0.25,
@@ -431,6 +433,10 @@ class AdvancedML:
         scale = 1.0 / max(self.share_ewma, 0.05)
         idle_s, idle_tau = self.idle_s * scale, self.idle_tau_s * scale
         oldest = book.oldest
+        typical, weight = book.typical, 1.0 / len(nodes)
+        if typical is None:  # the mean of the entries about to be settled
+            typical = sum(nodes[i].state.extra[CACHE_KEY][3] / (nodes[i].state.extra[CACHE_KEY][4] + 1.0)
+                          for i in indices) / len(indices)
         rand = rng.random
         cost, slope, stamp = book.cost, book.slope, book.stamp
         for i in indices:
@@ -448,17 +454,18 @@ class AdvancedML:
                 # this registry's dispatches and completions since the score
                 q = max(0.0, c[4] + (state.dispatched_since_report - c[5]
                                      - state.completed_since_report + c[7]) / share)
-            base = c[3] / (c[4] + 1.0)
-            # fast failures count as slow; the penalty fades while the node gets no reports
+            own = c[3] / (c[4] + 1.0)  # the predicted latency of one request in the node's queue
+            typical += (own - typical) * weight
+            # fast failures count as slow: a failure costs error_penalty requests of the
+            # pool's typical latency (not of the node's own, which its fast failures
+            # make look short); the penalty fades while the node gets no reports
             err = state.extra.get(FERR_KEY, 0.0) if self.fast_errors else state.error_ewma
-            if err > 0.0:
-                base *= 1.0 + self.error_penalty * err
-            faded = base
+            penalty = self.error_penalty * err * typical
+            base = faded = own + penalty
             lr = state.last_result_time
             if lr is not None and now > lr:
-                if err > 0.0:
-                    penalty = self.error_penalty * err
-                    faded *= (1.0 + penalty * exp(-(now - lr) / err_tau)) / (1.0 + penalty)
+                if penalty > 0.0:
+                    faded = own + penalty * exp(-(now - lr) / err_tau)
                 # exploration: an estimate nobody has checked for a while fades (as
                 # Peak-EWMA does), so a node that was slow gets a probe once it may
                 # have recovered instead of being starved on old evidence
@@ -484,6 +491,7 @@ class AdvancedML:
                 slope[i] = faded / share
             if book.allow[i] < 0:  # over the share cap
                 cost[i] += CAPPED
+        book.typical = typical
 
     # --- observability -----------------------------------------------------------
     def status(self) -> dict:
