@@ -434,9 +434,6 @@ class AdvancedML:
         idle_s, idle_tau = self.idle_s * scale, self.idle_tau_s * scale
         oldest = book.oldest
         typical, weight = book.typical, 1.0 / len(nodes)
-        if typical is None:  # the mean of the entries about to be settled
-            typical = sum(nodes[i].state.extra[CACHE_KEY][3] / (nodes[i].state.extra[CACHE_KEY][4] + 1.0)
-                          for i in indices) / len(indices)
         rand = rng.random
         cost, slope, stamp = book.cost, book.slope, book.stamp
         for i in indices:
@@ -455,7 +452,7 @@ class AdvancedML:
                 q = max(0.0, c[4] + (state.dispatched_since_report - c[5]
                                      - state.completed_since_report + c[7]) / share)
             own = c[3] / (c[4] + 1.0)  # the predicted latency of one request in the node's queue
-            typical += (own - typical) * weight
+            typical = own if typical is None else typical + (own - typical) * weight
             # fast failures count as slow: a failure costs error_penalty requests of the
             # pool's typical latency (not of the node's own, which its fast failures
             # make look short); the penalty fades while the node gets no reports
