@@ -20,12 +20,9 @@ scan does not herd.
 
 - ``ai-driven`` — a contextual bandit: Thompson sampling over each node's
   latency (a log-normal posterior from a discounted EWMA of log-samples, its
-  σ precomputed on ``learn_one``; a draw is one uniform into a 64-entry
+  σ precomputed on ``learn_one``; the draw is one uniform into a 64-entry
   table of normal quantiles clipped to ±2), with the node's load as the
-  context (cost = Peak-EWMA × e^(zσ) × (in-flight + 1) × error factor). A
-  node's sample e^(zσ) is drawn when its cost is recomputed — after each of
-  its results and reports, and at least every ``SAMPLE_REFRESH_S`` — not per
-  pick: between draws the in-flight term spreads load as in any cached scan.
+  context (cost = Peak-EWMA × e^(zσ) × (in-flight + 1) × error factor).
   Exploration is bounded both ways: a node whose decayed share of this
   strategy's picks exceeds ``share_cap`` (×1/n) is skipped (no flooding), and
   a node not picked for ``probe_s`` gets one probe (no starvation).
@@ -39,13 +36,13 @@ scan does not herd.
 
 ``ai-driven`` and ``predictive`` evaluate ``d`` = 8 candidates per pick (a
 window of the pool from a random start; the whole pool when it is smaller),
-so the learned part of a pick costs the same at any pool size. All three
-read their candidates' costs from the pool's
+so a pick costs the same at any pool size. ``predictive`` and
+``health-score`` read their candidates' costs from the pool's
 :class:`~maxine.balancers.pickers.ScanBook` (recomputed when a node's
-telemetry changes), so they pick what evaluating every candidate would (for
-``ai-driven``: with each node's current sample); the
+telemetry changes), so they pick what evaluating every candidate would; the
 hub's cached values and the typical latency of nodes without data reach the
-book within ``HUB_REFRESH_S``.
+book within ``HUB_REFRESH_S``. ``ai-driven`` evaluates its candidates per
+pick: its Thompson draw is per candidate per pick.
 
 A model failure inside ``pick`` never propagates: the strategy counts a
 fallback and answers with ``p2c-peak-ewma``.
@@ -57,6 +54,7 @@ import logging
 import math
 from statistics import NormalDist
 
+from ..telemetry import PEAK_EWMA_DECAY_S
 from .estimates import PeakEwma, ewma_level
 from .pickers import PowerOfTwo, first_lowest, scan_book, two_distinct
 
@@ -68,7 +66,6 @@ ERROR_PENALTY = 20.0
 LATENCY_CAP_MS = 10_000.0  # NodeState's failure penalty cap
 CACHE_FRESH_S = 30.0  # hub-written values older than this are ignored
 HUB_REFRESH_S = 0.05  # a cached cost re-reads the hub's values (and typical latencies) this often
-SAMPLE_REFRESH_S = 0.05  # ai-driven redraws a node's Thompson factor at least this often
 SAMPLE_D = 8  # candidates per pick (a random window of the pool); the whole pool when smaller
 
 HEALTH_KEY = "ml.health"      # (score 0-100, time) written by the hub's cache
@@ -205,7 +202,6 @@ class AiDriven(_Learned):
         self.n_max = n_max
         self.z_table = tuple(max(-z_clip, min(z_clip, z)) for z in Z_TABLE)
         self._pool_key = ("ai-driven", id(self))  # its probe cursor and decayed pick total
-        self._book_key = ("ai-driven book", id(self))
         self.probes = 0
         self.capped = 0
 
@@ -227,23 +223,6 @@ class AiDriven(_Learned):
             m.share *= math.exp(-dt / self.share_tau_s)
             m.share_t = now
         return m.share
-
-    def rank(self, node, ctx, t_ref):
-        """The cost for a ScanBook, with a fresh draw of the node's Thompson factor
-        e^(zσ) (z from ``ctx.rng``) at every recompute of its entry: after its
-        results and reports, and at least every ``SAMPLE_REFRESH_S``."""
-        now = ctx.now
-        state = node.state
-        level, decays, until = self.level(node, now, t_ref)
-        m = state.extra.get(self.key)
-        factor = math.exp(self.z_table[int(ctx.rng.random() * 64.0)] * m.scale) if m is not None and m.n else 1.0
-        unit = (level, factor, 1.0 + ERROR_PENALTY * state.error_ewma)
-        return unit, state.in_flight(now), decays, min(until, state.steady_until(now), now + SAMPLE_REFRESH_S)
-
-    @staticmethod
-    def cost(unit, in_flight):
-        level, factor, errors = unit
-        return level * factor * (in_flight + 1.0) * errors
 
     def _pick(self, pool, nodes, ctx):
         now = ctx.now
@@ -271,28 +250,32 @@ class AiDriven(_Learned):
             ps[2] = now
         total = ps[1]
         cap = min(0.9, self.share_cap / n) * total if total > 2.0 * n else math.inf
-        book = scan_book(pool, self._book_key, self, ctx)
         rand = ctx.rng.random
-        start, costs = self.window(book.comparable(now), rand)
-        best = nodes[(start + first_lowest(costs, rand)) % n]
-        m = best.state.extra.get(key)
-        # the decayed share is at most the stored one: decay only when it could matter
-        if m is not None and m.share > cap and self._share(m, now) > cap:
-            best = nodes[(start + self._capped(nodes, start, list(costs), cap, now)) % n]
-            m = best.state.extra.get(key)
-        return self._chosen(best, self.model(best) if m is None else m, now, ps)
-
-    def _capped(self, nodes, start: int, costs: list, cap: float, now: float) -> int:
-        """Flood guard (the lowest of the window's ``costs`` has too large a share): a
-        candidate whose decayed share of the picks is above ``cap`` is chosen only if
-        nothing else is left."""
-        n = len(nodes)
-        for j in range(len(costs)):
-            m = nodes[(start + j) % n].state.extra.get(self.key)
-            if m is not None and m.share > cap and self._share(m, now) > cap:
+        z_table = self.z_table
+        exp = math.exp
+        typical = self.typical.get(pool.service_name, DEFAULT_MS)
+        best = best_m = None
+        best_cost = math.inf
+        # a Thompson draw per candidate per pick: a cached draw per node (redrawn on its
+        # results) routed worse on the tuning seeds (rotating-slow p99 776 -> 973 ms)
+        for node in self.window(nodes, rand)[1]:
+            state = node.state
+            e = state.ewma_ms
+            level = typical if e is None else (e * exp((state.ewma_time - now) / PEAK_EWMA_DECAY_S) if now > state.ewma_time else e)
+            mm = state.extra.get(key)
+            if mm is not None and mm.n:
+                x = z_table[int(rand() * 64.0)] * mm.scale
+                level *= (1.0 + x * (1.0 + x * (0.5 + x * 0.16666666666666666))) if -0.3 < x < 0.3 else exp(x)
+            cost = level * (state.in_flight(now) + 1.0) * (1.0 + ERROR_PENALTY * state.error_ewma)
+            # the decayed share is at most the stored one: decay only when it could matter
+            if mm is not None and mm.share > cap and self._share(mm, now) > cap:
                 self.capped += 1
-                costs[j] *= 1e6
-        return costs.index(min(costs))
+                cost *= 1e6  # flood guard: only if nothing else is left
+            if cost < best_cost:
+                best, best_m, best_cost = node, mm, cost
+        if best_m is None:
+            best_m = self.model(best)
+        return self._chosen(best, best_m, now, ps)
 
     def _chosen(self, node, m: NodeModel, now: float, ps):
         self._share(m, now)
