@@ -109,8 +109,10 @@ class HotCold:
     are hot the lowest RIF wins. ``d=None`` scans the whole pool (it herds:
     every caller sends to the same lowest-latency cold replica), reading the
     latencies from the pool's :class:`ScanBook` of the latency estimate, whose
-    counts are the RIFs it reads (``rif`` must be the same estimate).
-    O(n log n) per pick for the quantile (pools are small)."""
+    counts are the RIFs it reads (``rif`` must be the same estimate). A pick
+    takes the lowest latency, ties at random; only when that candidate is not
+    at the lowest RIF does it compute the quantile (O(n log n)), and only when
+    it is hot does it apply the rule to every candidate."""
 
     def __init__(self, rif, latency, quantile: float = 0.84, name: str = "prequal", d: int | None = None):
         self.rif = rif
@@ -129,8 +131,7 @@ class HotCold:
             return self.scan(pool, ctx)
         # the whole pool: the book's counts are the RIFs, its keys the latencies
         book = scan_book(pool, self._key, self.latency, ctx)
-        latencies = book.comparable(ctx.now)
-        return nodes[self._choose(book.q, latencies.__getitem__, range(n), ctx.rng.random)]
+        return nodes[self._choose(book.q, book.comparable(ctx.now), ctx.rng.random)]
 
     def scan(self, pool, ctx):
         """The exact rule, every estimate evaluated now (and, with ``d``, on ``d`` sampled candidates)."""
@@ -139,22 +140,32 @@ class HotCold:
         rif = self.rif.load
         rifs = [rif(node, ctx) for node in nodes]
         rand = ctx.rng.random
-        if self.d is None or self.d >= n:
-            candidates = range(n)
-        else:
-            candidates = set()
-            while len(candidates) < self.d:
-                candidates.add(int(rand() * n))
-            candidates = sorted(candidates)
         latency = self.latency.latency
-        return nodes[self._choose(rifs, lambda k: latency(nodes[k], ctx), candidates, rand)]
+        if self.d is None or self.d >= n:
+            return nodes[self._choose(rifs, [latency(node, ctx) for node in nodes], rand)]
+        candidates = set()
+        while len(candidates) < self.d:
+            candidates.add(int(rand() * n))
+        candidates = sorted(candidates)
+        latencies = [latency(nodes[k], ctx) for k in candidates]
+        return nodes[candidates[self._choose(rifs, latencies, rand, candidates)]]
 
-    def _choose(self, rifs, latency_of, candidates, rand) -> int:
-        """The rule over ``candidates`` (indices); ``latency_of`` is read for cold ones only."""
+    def _choose(self, rifs, latencies, rand, candidates=None) -> int:
+        """The rule over ``candidates`` (indices into ``rifs``, the whole pool's RIFs;
+        all by default) with their ``latencies``: the position of the chosen one."""
+        # usually the lowest latency is cold (the lowest RIF always is), and it is the choice
+        j = first_lowest(latencies, rand)
+        r = rifs[j if candidates is None else candidates[j]]
+        if r <= min(rifs):
+            return j
         n = len(rifs)
         threshold = sorted(rifs)[min(n - 1, int(self.quantile * (n - 1) + 0.5))]
-        keys = [(0, latency_of(k)) if rifs[k] <= threshold else (1, rifs[k]) for k in candidates]
-        return candidates[first_lowest(keys, rand)]
+        if r <= threshold:
+            return j
+        if candidates is not None:
+            rifs = [rifs[k] for k in candidates]
+        keys = [(r > threshold, r if r > threshold else latency) for r, latency in zip(rifs, latencies)]
+        return first_lowest(keys, rand)
 
 
 class InFlightEstimate:

@@ -36,12 +36,13 @@ scan does not herd.
 
 ``ai-driven`` and ``predictive`` evaluate ``d`` = 8 candidates per pick (a
 window of the pool from a random start; the whole pool when it is smaller),
-so a pick costs a few µs at any pool size; each candidate costs a few reads
-of NodeState and of values precomputed when reports arrive. ``predictive``
-and ``health-score`` read their candidates' costs from the pool's
+so a pick costs the same at any pool size. ``predictive`` and
+``health-score`` read their candidates' costs from the pool's
 :class:`~maxine.balancers.pickers.ScanBook` (recomputed when a node's
 telemetry changes), so they pick what evaluating every candidate would; the
-hub's cached values reach the book within ``HUB_REFRESH_S``.
+hub's cached values and the typical latency of nodes without data reach the
+book within ``HUB_REFRESH_S``. ``ai-driven`` evaluates its candidates per
+pick: its Thompson draw is per candidate per pick.
 
 A model failure inside ``pick`` never propagates: the strategy counts a
 fallback and answers with ``p2c-peak-ewma``.
@@ -153,16 +154,22 @@ class _Learned:
         m.n += 1
         m.t = now
 
-    def window(self, n: int, rand):
-        """The candidates: every index when the pool is small, else ``d`` consecutive
-        indices (mod n) from a random start — one random draw per pick."""
-        d = self.d
+    def window(self, values, rand):
+        """The candidates, as (the first one's index, their items of ``values``, one
+        per node): ``d`` consecutive nodes from a random start, wrapping around — one
+        random draw per pick — or every node when there are at most ``d``."""
+        n, d = len(values), self.d
         if n <= d:
-            return range(n)
+            return 0, values
         start = int(rand() * n)
-        if start + d <= n:
-            return range(start, start + d)
-        return [(start + k) % n for k in range(d)]
+        end = start + d
+        return start, values[start:end] if end <= n else values[start:] + values[:end - n]
+
+    def level(self, node, now: float, t_ref: float):
+        """Peak-EWMA as a ScanBook base (``ewma_level``); a node without data gets its
+        service's typical latency, re-read every ``HUB_REFRESH_S``."""
+        return (ewma_level(node.state, now, t_ref)
+                or (self.typical.get(node.service_name, DEFAULT_MS), False, now + HUB_REFRESH_S))
 
     def pick(self, pool, ctx):
         nodes = pool.nodes
@@ -194,7 +201,7 @@ class AiDriven(_Learned):
         self.probe_s = probe_s
         self.n_max = n_max
         self.z_table = tuple(max(-z_clip, min(z_clip, z)) for z in Z_TABLE)
-        self._pool_key = ("ai-driven", id(self))
+        self._pool_key = ("ai-driven", id(self))  # its probe cursor and decayed pick total
         self.probes = 0
         self.capped = 0
 
@@ -249,8 +256,9 @@ class AiDriven(_Learned):
         typical = self.typical.get(pool.service_name, DEFAULT_MS)
         best = best_m = None
         best_cost = math.inf
-        for k in self.window(n, rand):
-            node = nodes[k]
+        # a Thompson draw per candidate per pick: a cached draw per node (redrawn on its
+        # results) routed worse on the tuning seeds (rotating-slow p99 776 -> 973 ms)
+        for node in self.window(nodes, rand)[1]:
             state = node.state
             e = state.ewma_ms
             level = typical if e is None else (e * exp((state.ewma_time - now) / PEAK_EWMA_DECAY_S) if now > state.ewma_time else e)
@@ -341,32 +349,30 @@ class Predictive(_Learned):
         ``HUB_REFRESH_S``."""
         now = ctx.now
         state = node.state
-        level = ewma_level(state, now, t_ref)
-        if level is None:
-            level = (self.typical.get(node.service_name, DEFAULT_MS), False, math.inf)
-        u, decays, until = level
+        u, decays, until = self.level(node, now, t_ref)
         until = min(until, state.steady_until(now), now + HUB_REFRESH_S)
         return self.unit(node, u, now), state.in_flight(now), decays, until
 
     def _pick(self, pool, nodes, ctx):
         book = scan_book(pool, self._pool_key, self, ctx)
-        return nodes[book.lowest(ctx.now, ctx.rng.random, self.window(len(nodes), ctx.rng.random))]
+        return self._lowest(nodes, book.comparable(ctx.now), ctx.rng.random)
 
     def scan(self, pool, ctx):
         """The exact pick: every candidate's cost evaluated now."""
         nodes = pool.nodes
         now = ctx.now
-        rand = ctx.rng.random
         typical = self.typical.get(pool.service_name, DEFAULT_MS)
-        window = self.window(len(nodes), rand)
         costs = []
-        for k in window:
-            node = nodes[k]
+        for node in nodes:
             state = node.state
             e = state.peak_ewma(now)
-            u = typical if e is None else e
-            costs.append(self.cost(self.unit(node, u, now), state.in_flight(now)))
-        return nodes[window[first_lowest(costs, rand)]]
+            costs.append(self.cost(self.unit(node, typical if e is None else e, now), state.in_flight(now)))
+        return self._lowest(nodes, costs, ctx.rng.random)
+
+    def _lowest(self, nodes, costs, rand):
+        """The lowest of the window's ``costs`` (one per node), ties broken at random."""
+        start, costs = self.window(costs, rand)
+        return nodes[(start + first_lowest(costs, rand)) % len(nodes)]
 
     def status(self) -> dict:
         return {**super().status(), "kind": "trend forecast (fast/slow EWMA + cached Holt), sampled candidates"}

@@ -115,14 +115,6 @@ class ScanBook:
             key = [k * f if d else k for k, d in zip(key, self.decays)]
         return key
 
-    def lowest(self, now: float, rand, candidates=None) -> int:
-        """The index of the lowest load among ``candidates`` (indices; all by
-        default), ties broken as :meth:`FullScan.scan` does."""
-        key = self.comparable(now)
-        if candidates is None:
-            return first_lowest(key, rand)
-        return candidates[first_lowest([key[i] for i in candidates], rand)]
-
 
 def first_lowest(values, rand) -> int:
     """The index of the lowest of ``values``, ties broken at random by reservoir
