@@ -266,7 +266,11 @@ class AdvancedML:
         return q, share
 
     def _refresh(self, mlp, nodes, now):
-        pred = mlp.predict(np.array([node_row(node.state, now) for node in nodes])).tolist()
+        one = getattr(mlp, "predict_one", None)  # NumpyMLP has it; a model with only predict works too
+        if one is not None and len(nodes) == 1:  # a client report's node: the single-row pass, ~0.45x the cost
+            pred = [one(node_row(nodes[0].state, now))]
+        else:
+            pred = mlp.predict(np.array([node_row(node.state, now) for node in nodes])).tolist()
         if not all(map(math.isfinite, pred)):
             raise FloatingPointError("non-finite prediction")
         exp = math.exp
