@@ -6,15 +6,18 @@ states, and through advanced-ml's cache (one reported node vs a batch)."""
 from __future__ import annotations
 
 import math
+import random
 import pathlib
 import threading
 
 import numpy as np
 import pytest
 
+from maxine.balancers import PickContext
 from maxine.balancers.learned import CACHE_KEY, AdvancedML
 from maxine.models.features import FEATURES, RAW, feature_matrix, node_row, raw_row
 from maxine.models.mlp import NumpyMLP
+from maxine.registry import Pool
 
 from test_learned_features import random_states
 from test_learned_strategy import fleet, make_store
@@ -108,3 +111,24 @@ def test_a_reported_node_is_scored_as_in_a_batch(tmp_path):
     want = [node.state.extra[CACHE_KEY][3] for node in nodes]
     np.testing.assert_allclose(got, want, rtol=1e-12)
     assert len(set(got)) > 1
+
+
+def test_a_report_reaches_the_cost_books_through_on_result(tmp_path):
+    """learn_one re-scores the reported node without telling the cost books again:
+    on_result, which always runs just before it, marked the node in every book
+    watching it, so the next pick recomputes its entry from the new score."""
+    s = AdvancedML(store=make_store(tmp_path), refresh_s=1e9)  # no sweeps: only marked entries are recomputed
+    nodes = fleet(4)
+    for node in nodes:
+        node.state.on_load_report(0.0, in_flight=1, cpu=0.5, qps=10.0, error_rate=0.0, latency_ms=40.0)
+    pool = Pool("svc", tuple(nodes))
+    s.pick(pool, PickContext(now=0.1, rng=random.Random(0)))  # builds the book, scores every node
+    book = pool.cache[s._key]
+    node = nodes[2]
+    before = node.state.extra[CACHE_KEY]
+    node.state.on_result(500.0, True, 0.2)
+    s.learn_one(node, 500.0, True, 0.2)
+    assert node.state.extra[CACHE_KEY] is not before and node.state.extra[CACHE_KEY][2] == 0.2  # re-scored
+    assert node.state in book.dirty
+    s.pick(pool, PickContext(now=0.21, rng=random.Random(1)))
+    assert book.stamp[2] == 0.21 and book.stamp[0] < 0.21  # only the reported node's entry was recomputed
