@@ -153,7 +153,9 @@ def node_features(node, now: float) -> np.ndarray:
 
 
 def node_row(state, now: float) -> list[float]:
-    """:func:`node_features` in pure Python for the request path (same arithmetic)."""
+    """:func:`node_features` in pure Python for the request path (same arithmetic;
+    ``NodeState.in_flight`` and ``peak_ewma`` written out, as ``feature_matrix`` has
+    them, and clamps as comparisons: this runs on every client report)."""
     log1p = math.log1p
     rt = state.report_time
     fresh = rt is not None and now - rt <= REPORT_FRESH_S
@@ -162,29 +164,46 @@ def node_row(state, now: float) -> list[float]:
     out_ = float(state.outstanding.count(now))
     qps = state.qps
     qz = 0.0 if qps is None else float(qps)
-    rif_est = state.in_flight(now)
     if fresh:
         rif = float(state.reported_in_flight or 0.0)
-        age = min(max(now - rt, 0.0), AGE_CAP_S)
+        age = now - rt
+        age = 0.0 if age < 0.0 else AGE_CAP_S if age > AGE_CAP_S else age
+        rif_est = rif + d - comp
+        if rif_est < 0.0:
+            rif_est = 0.0
     else:
         rif = 0.0
         age = AGE_CAP_S
-    interval = getattr(state, "prev_interval_s", None)
+        rif_est = out_
+    interval = state.prev_interval_s
     expected = qz * (0.0 if interval is None else float(interval))
-    share = (float(getattr(state, "prev_dispatched", 0) or 0) / expected) if expected > 0.5 else 1.0
-    share = min(max(share, 0.05), 1.0)
-    rif_scaled = max(0.0, rif + (d - comp) / share) if fresh else out_
+    share = float(state.prev_dispatched or 0) / expected if expected > 0.5 else 1.0
+    share = 0.05 if share < 0.05 else 1.0 if share > 1.0 else share
+    if fresh:
+        rif_scaled = rif + (d - comp) / share
+        if rif_scaled < 0.0:
+            rif_scaled = 0.0
+    else:
+        rif_scaled = out_
     p50 = state.reported_latency_ms
     p50 = 0.0 if p50 is None else float(p50)
     cpu = state.cpu
     cpu = 0.0 if cpu is None else float(cpu)
     busy = cpu / qz * 1000.0 if qz > 0.0 else p50
-    busy = min(max(busy, 0.0), 1e5)
+    busy = 0.0 if busy < 0.0 else 1e5 if busy > 1e5 else busy
     drain = age * qz if fresh else 0.0
-    peak = state.peak_ewma(now)
-    peak = 0.0 if peak is None else peak
+    ewma = state.ewma_ms
+    if ewma is None:
+        peak = 0.0
+    else:
+        idle = now - state.ewma_time
+        peak = ewma * math.exp(-(idle if idle > 0.0 else 0.0) / PEAK_EWMA_DECAY_S)
     lr = state.last_result_time
-    since = AGE_CAP_S if lr is None else min(max(now - lr, 0.0), AGE_CAP_S)
+    if lr is None:
+        since = AGE_CAP_S
+    else:
+        since = now - lr
+        since = 0.0 if since < 0.0 else AGE_CAP_S if since > AGE_CAP_S else since
     last = state.last_latency_ms
     er = state.error_rate
     return [

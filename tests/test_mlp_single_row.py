@@ -1,0 +1,134 @@
+"""The single-row forward (``NumpyMLP.predict_one``, advanced-ml's path on every
+client report) and the batched one (``predict``) are one model: the same arrays,
+equal outputs to rounding — on random rows, on the shipped model over real node
+states, and through advanced-ml's cache (one reported node vs a batch)."""
+
+from __future__ import annotations
+
+import math
+import random
+import pathlib
+import threading
+
+import numpy as np
+import pytest
+
+from maxine.balancers import PickContext
+from maxine.balancers.learned import CACHE_KEY, AdvancedML
+from maxine.models.features import FEATURES, RAW, feature_matrix, node_row, raw_row
+from maxine.models.mlp import NumpyMLP
+from maxine.registry import Pool
+
+from test_learned_features import random_states
+from test_learned_strategy import fleet, make_store
+
+SHIPPED = pathlib.Path(__file__).resolve().parents[1] / "models" / "advanced-ml" / "v3" / "weights.npz"
+
+
+def random_mlp(sizes, seed=0):
+    rng = np.random.default_rng(seed)
+    arrays = {"mean": rng.normal(size=sizes[0]), "scale": rng.uniform(0.5, 3.0, size=sizes[0])}
+    for k, (a, b) in enumerate(zip(sizes, sizes[1:])):
+        arrays[f"W{k}"] = rng.normal(size=(a, b)) / math.sqrt(a)
+        arrays[f"b{k}"] = rng.normal(size=b) * 0.1
+    return NumpyMLP(arrays)
+
+
+@pytest.mark.parametrize("sizes", [(19, 64, 64, 1), (5, 1), (7, 3, 2), (4, 8, 8, 8, 3)])
+def test_single_row_equals_batched_on_random_rows(sizes):
+    mlp = random_mlp(sizes, seed=len(sizes))
+    rows = np.random.default_rng(1).normal(scale=3.0, size=(300, sizes[0]))
+    batched = mlp.predict(rows)
+    single = np.array([mlp.predict_one(row.tolist()) for row in rows])
+    np.testing.assert_allclose(single, batched, rtol=1e-12, atol=1e-12)
+    assert np.ptp(single) > 0.1  # the rows reach different outputs (not all ReLU-dead)
+    # ints and tuples are rows too
+    assert mlp.predict_one(tuple(range(sizes[0]))) == pytest.approx(float(mlp.predict(np.arange(sizes[0])[None])[0]),
+                                                                    rel=1e-12, abs=1e-12)
+
+
+def test_single_row_equals_batched_on_real_node_states():
+    mlp = NumpyMLP(dict(np.load(SHIPPED)))
+    assert mlp.n_in == len(FEATURES)
+    states = random_states(400, seed=3)
+    raw = [raw_row(s, now) for s, now in states]
+    batched = mlp.predict(feature_matrix({k: [r[i] for r in raw] for i, k in enumerate(RAW)}))
+    single = np.array([mlp.predict_one(node_row(s, now)) for s, now in states])
+    assert np.all(np.isfinite(single))
+    np.testing.assert_allclose(single, batched, rtol=1e-12, atol=1e-12)
+
+
+def test_both_paths_read_the_same_weights():
+    mlp = random_mlp((6, 5, 2))
+    row = [0.3, -1.0, 2.0, 0.0, 1.5, -0.2]
+    before = mlp.predict_one(row)
+    w, b = mlp.layers[-1]
+    b += 1.0  # the batched path's bias, in place: the single-row path must see it too
+    assert mlp.predict_one(row) == pytest.approx(before + 1.0, rel=1e-12)
+    assert float(mlp.predict(np.array([row]))[0]) == pytest.approx(before + 1.0, rel=1e-12)
+
+
+def test_single_row_while_another_thread_holds_the_buffers():
+    mlp = random_mlp((19, 64, 64, 1))
+    row = np.random.default_rng(2).normal(size=19).tolist()
+    expected = float(mlp.predict(np.array([row]))[0])
+    assert mlp._lock.acquire()
+    try:  # the buffers are busy: the batched pass answers, unchanged
+        assert mlp.predict_one(row) == pytest.approx(expected, rel=1e-12, abs=1e-12)
+    finally:
+        mlp._lock.release()
+    results = []
+
+    def worker():
+        results.extend(mlp.predict_one(row) for _ in range(200))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    np.testing.assert_allclose(results, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_a_reported_node_is_scored_as_in_a_batch(tmp_path):
+    """learn_one re-scores one node with the single-row pass; refresh_pending a batch:
+    the cached predictions agree."""
+    store = make_store(tmp_path)
+    one, batch = AdvancedML(store=store), AdvancedML(store=store)
+    nodes = fleet(12)
+    for k, node in enumerate(nodes):
+        node.state.on_load_report(0.0, in_flight=k % 5, cpu=0.1 * (k % 9), qps=5.0 + k, error_rate=0.0,
+                                  latency_ms=10.0 + 3 * k)
+        for j in range(k % 4):
+            node.state.on_dispatch(0.1 + 0.01 * j)
+    got = []
+    for node in nodes:
+        node.state.on_result(25.0, True, 0.5)
+        one.learn_one(node, 25.0, True, 0.5)
+        got.append(node.state.extra.pop(CACHE_KEY)[3])
+    batch._pending.update({id(n): n for n in nodes})
+    assert batch.refresh_pending(0.5, limit=1000) == len(nodes)
+    want = [node.state.extra[CACHE_KEY][3] for node in nodes]
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert len(set(got)) > 1
+
+
+def test_a_report_reaches_the_cost_books_through_on_result(tmp_path):
+    """learn_one re-scores the reported node without telling the cost books again:
+    on_result, which always runs just before it, marked the node in every book
+    watching it, so the next pick recomputes its entry from the new score."""
+    s = AdvancedML(store=make_store(tmp_path), refresh_s=1e9)  # no sweeps: only marked entries are recomputed
+    nodes = fleet(4)
+    for node in nodes:
+        node.state.on_load_report(0.0, in_flight=1, cpu=0.5, qps=10.0, error_rate=0.0, latency_ms=40.0)
+    pool = Pool("svc", tuple(nodes))
+    s.pick(pool, PickContext(now=0.1, rng=random.Random(0)))  # builds the book, scores every node
+    book = pool.cache[s._key]
+    node = nodes[2]
+    before = node.state.extra[CACHE_KEY]
+    node.state.on_result(500.0, True, 0.2)
+    s.learn_one(node, 500.0, True, 0.2)
+    assert node.state.extra[CACHE_KEY] is not before and node.state.extra[CACHE_KEY][2] == 0.2  # re-scored
+    assert node.state in book.dirty
+    s.pick(pool, PickContext(now=0.21, rng=random.Random(1)))
+    assert book.stamp[2] == 0.21 and book.stamp[0] < 0.21  # only the reported node's entry was recomputed
