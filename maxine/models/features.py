@@ -154,8 +154,7 @@ def node_features(node, now: float) -> np.ndarray:
 
 def node_row(state, now: float) -> list[float]:
     """:func:`node_features` in pure Python for the request path (same arithmetic;
-    ``NodeState.in_flight`` and ``peak_ewma`` written out, as ``feature_matrix`` has
-    them, and clamps as comparisons: this runs on every client report)."""
+    clamps as comparisons: this runs on every client report)."""
     log1p = math.log1p
     rt = state.report_time
     fresh = rt is not None and now - rt <= REPORT_FRESH_S
@@ -168,13 +167,10 @@ def node_row(state, now: float) -> list[float]:
         rif = float(state.reported_in_flight or 0.0)
         age = now - rt
         age = 0.0 if age < 0.0 else AGE_CAP_S if age > AGE_CAP_S else age
-        rif_est = rif + d - comp
-        if rif_est < 0.0:
-            rif_est = 0.0
     else:
         rif = 0.0
         age = AGE_CAP_S
-        rif_est = out_
+    rif_est = state.in_flight(now)
     interval = state.prev_interval_s
     expected = qz * (0.0 if interval is None else float(interval))
     share = float(state.prev_dispatched or 0) / expected if expected > 0.5 else 1.0
@@ -192,12 +188,7 @@ def node_row(state, now: float) -> list[float]:
     busy = cpu / qz * 1000.0 if qz > 0.0 else p50
     busy = 0.0 if busy < 0.0 else 1e5 if busy > 1e5 else busy
     drain = age * qz if fresh else 0.0
-    ewma = state.ewma_ms
-    if ewma is None:
-        peak = 0.0
-    else:
-        idle = now - state.ewma_time
-        peak = ewma * math.exp(-(idle if idle > 0.0 else 0.0) / PEAK_EWMA_DECAY_S)
+    peak = state.peak_ewma(now) or 0.0
     lr = state.last_result_time
     if lr is None:
         since = AGE_CAP_S
