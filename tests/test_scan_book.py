@@ -37,7 +37,7 @@ EXACT = {
     "least-response-time": lambda s, pool, ctx: s.scan(pool, ctx),
     "c3": lambda s, pool, ctx: s.scan(pool, ctx),
     "prequal": lambda s, pool, ctx: s.scan(pool, ctx),
-    "health-score": lambda s, pool, ctx: s.picker.pick(pool, ctx),
+    "health-score": lambda s, pool, ctx: s.scan(pool, ctx),
     "predictive": lambda s, pool, ctx: s.scan(pool, ctx),
 }
 

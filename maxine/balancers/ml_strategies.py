@@ -386,7 +386,6 @@ class HealthScore(_Learned):
     def __init__(self, name: str = "health-score", **kw):
         super().__init__(name, **kw)
         self.peak = PeakEwma()  # the same level (and typical latency for new nodes) as p2c-peak-ewma
-        self.picker = PowerOfTwo(self, name)  # the exact pick, every candidate evaluated now
         self._pool_key = ("health-score", id(self))
 
     def learn_one(self, node, latency_ms: float, success: bool, now: float) -> None:
@@ -417,6 +416,10 @@ class HealthScore(_Learned):
         book, so entries re-read them every ``HUB_REFRESH_S``."""
         level, in_flight, decays, until = self.peak.rank(node, ctx, t_ref)
         return (level, self.score(node, ctx.now)), in_flight, decays, min(until, ctx.now + HUB_REFRESH_S)
+
+    def scan(self, pool, ctx):
+        """The exact pick: ``PowerOfTwo`` over :meth:`load`, both candidates evaluated now."""
+        return PowerOfTwo(self, self.name).pick(pool, ctx)
 
     def _pick(self, pool, nodes, ctx):
         """``PowerOfTwo``'s pick (the same two random draws) on the pool's ScanBook."""
