@@ -99,6 +99,9 @@ def test_failing_model_falls_back_without_raising(tmp_path):
         def predict(self, x):
             raise RuntimeError("boom")
 
+        def predict_one(self, row):
+            raise RuntimeError("boom")
+
     store.current.mlp = Broken()
     counts = drive(s, fleet(3), 30, lambda n: 10.0)
     assert sum(counts.values()) == 30 and s.fallbacks == 30 and "boom" in s.status()["lastError"]
@@ -106,6 +109,9 @@ def test_failing_model_falls_back_without_raising(tmp_path):
     class NaN:
         def predict(self, x):
             return np.full(len(x), np.nan)
+
+        def predict_one(self, row):
+            return float("nan")
 
     store.current.mlp = NaN()
     s2 = AdvancedML(store=store)

@@ -271,9 +271,8 @@ class AdvancedML:
         """Score ``nodes`` now and cache the predictions; ``notify=False`` skips
         ``state.changed()`` when the caller knows every book was just told (a
         client report: ``on_result`` ran right before ``learn_one``)."""
-        one = getattr(mlp, "predict_one", None)  # NumpyMLP has it; a model with only predict works too
-        if one is not None and len(nodes) == 1:  # a client report's node: the single-row pass, ~0.45x the cost
-            pred = [one(node_row(nodes[0].state, now))]
+        if len(nodes) == 1:  # a client report's node: the single-row pass, ~0.45x the cost
+            pred = [mlp.predict_one(node_row(nodes[0].state, now))]
         else:
             pred = mlp.predict(np.array([node_row(node.state, now) for node in nodes])).tolist()
         if not all(map(math.isfinite, pred)):
