@@ -4,11 +4,13 @@ Starts a real ``maxine serve`` (subprocess, 127.0.0.1, a free port), one tiny
 asyncio HTTP server per scenario instance that sleeps per the scenario's
 service-time model (``workers`` concurrent requests, FCFS queue, speed events,
 fast failures answered 503 after ``fail_ms``), heartbeats carrying the
-instances' load reports, and open-loop client workers that use the Python
-client: discover → call → report. Every strategy runs on the same seeded
-workload, one after the other, against freshly registered instances. Bounded
-in requests and wall time; prints the same table as ``bench lb`` (no oracle;
-"pick µs" is the client's whole /discover round trip).
+instances' load reports every ``heartbeat_ms``, and open-loop clients:
+discover → call → report, the report reaching the registry the scenario's
+``report_delay_ms`` after the answer (its information model, as in the
+simulator). Every strategy runs on the same seeded workload with instances of
+its own: one after the other, or side by side in worker processes
+(``--parallel``). Bounded in requests and wall time; prints the same table as
+``bench lb`` (no oracle; "pick µs" is the client's whole /discover round trip).
 """
 
 from __future__ import annotations
@@ -18,15 +20,18 @@ import asyncio
 import os
 import sys
 import time
+from urllib.parse import urlencode
 
 import numpy as np
+import orjson
 
 from ..bench.http import ml_stack_loaded, register_population, warm_up
 from ..bench.process import maxine_server
+from ..client import MaxineError, _discover_params, _report_body
 from ..progress import Progress
 from . import bench
 from . import scenario as scenarios
-from .simulator import _arrival_times, _service_work_ms
+from .simulator import _arrival_times, _service_work_ms, info_timing
 
 LIVE_DEFAULT = {
     "name": "live-small",
@@ -69,6 +74,8 @@ class Instance:
         self.window_done = 0
         self.window_failed = 0
         self.window_svc: list[float] = []
+        self.serving: dict[int, float] = {}  # start of service of each request in service
+        self.started = 0
         self.window_busy_area = 0.0
         self.window_start = time.perf_counter()
         self.server = None
@@ -111,7 +118,13 @@ class Instance:
                     self._touch()
                     self.busy += 1
                     t0 = time.perf_counter()
-                    await asyncio.sleep(work / self.speed / 1000.0)
+                    self.started += 1
+                    token = self.started
+                    self.serving[token] = t0
+                    try:
+                        await asyncio.sleep(work / self.speed / 1000.0)
+                    finally:
+                        del self.serving[token]
                     self._touch()
                     self.busy -= 1
                     self.window_svc.append((time.perf_counter() - t0) * 1000.0)
@@ -136,8 +149,13 @@ class Instance:
         svc = sorted(self.window_svc)
         report = {"inFlight": self.in_flight, "cpu": cpu, "qps": self.window_done / span,
                   "errorRate": self.window_failed / self.window_done if self.window_done else 0.0}
+        # p50 service time of the window; a request in service for longer is a lower bound the
+        # instance knows about (as the simulator's instances report)
+        oldest = (now - min(self.serving.values())) * 1000.0 if self.serving else 0.0
         if svc:
-            report["latencyMs"] = svc[len(svc) // 2]
+            report["latencyMs"] = max(svc[len(svc) // 2], oldest)
+        elif oldest > 0.0:
+            report["latencyMs"] = oldest
         self.window_done = self.window_failed = 0
         self.window_svc = []
         self.window_busy_area = self.busy_area
@@ -145,10 +163,73 @@ class Instance:
         return report
 
 
+class StreamHTTP:
+    """HTTP/1.1 over kept-alive asyncio streams to 127.0.0.1, a pool of connections per port.
+
+    The harness's hot path (discover, call, report, heartbeats) goes through this rather than
+    AsyncMaxineClient: at the lab's rates httpx's connection pool, which scans every connection
+    for every queued request (encode/httpcore#1035), made the client, not the strategies, the
+    bottleneck: /discover round trips of seconds and most calls timing out, for every strategy."""
+
+    def __init__(self):
+        self.idle: dict[int, list] = {}
+
+    async def request(self, port: int, method: str, target: str, body: bytes = b"") -> tuple[int, bytes]:
+        """(status, body); raises OSError or asyncio.IncompleteReadError when the connection fails.
+        A cancelled exchange (a timeout around it) closes its connection."""
+        idle = self.idle.setdefault(port, [])
+        reader, writer = idle.pop() if idle else await asyncio.open_connection("127.0.0.1", port)
+        try:
+            head = f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            if body:
+                head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            writer.write(head.encode() + b"\r\n" + body)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            payload = await reader.readexactly(length) if length else b""
+        except BaseException:
+            writer.close()
+            raise
+        idle.append((reader, writer))
+        return int(head.split(b" ", 2)[1]), payload
+
+    def close(self) -> None:
+        for conns in self.idle.values():
+            for _, writer in conns:
+                writer.close()
+        self.idle.clear()
+
+
+class LabClient:
+    """The registry calls of the hot path, in the wire shapes of maxine.client."""
+
+    def __init__(self, http: StreamHTTP, port: int):
+        self.http = http
+        self.port = port
+
+    async def _call(self, method: str, target: str, body: dict | None = None) -> dict:
+        status, payload = await self.http.request(self.port, method, target,
+                                                  orjson.dumps(body) if body is not None else b"")
+        if status >= 400:
+            raise MaxineError(status, orjson.loads(payload) if payload else {})
+        return orjson.loads(payload) if payload else {}
+
+    async def discover(self, service: str, strategy: str) -> dict:
+        query = urlencode(_discover_params(service, strategy, None, None, None, {}))
+        return await self._call("GET", "/discover?" + query)
+
+    async def report(self, node_id: str, elapsed_ms: float, success: bool) -> None:
+        await self._call("POST", "/record-response-time", _report_body(node_id, elapsed_ms, success, None))
+
+    async def heartbeat(self, node_id: str, **load) -> None:
+        await self._call("POST", "/heartbeat", {"nodeId": node_id, **load})
+
+
 async def run_strategy(url: str, sc: dict, strategy: str, seed: int, instances: list[Instance],
                        max_seconds: float) -> dict:
-    import httpx
-
     from ..client import AsyncMaxineClient
 
     n_req = int(sc["requests"])
@@ -159,15 +240,8 @@ async def run_strategy(url: str, sc: dict, strategy: str, seed: int, instances: 
     arrivals = _arrival_times(rng, sc["arrivals"], rate, n_req)
     horizon = float(arrivals[-1])
     timeout = float(sc["timeout_ms"]) / 1000.0
-    heartbeat = float(sc["info"].get("heartbeat_ms", 1000.0)) / 1000.0
+    heartbeat, report_delay = info_timing(sc["info"])
     service = f"lab-{strategy}-{seed}-{os.getpid()}"
-    for inst in instances:  # fresh workload cursor and state per strategy
-        inst.cursor = 0
-        inst.speed = inst.nominal
-        inst.fail_rate = 0.0
-        inst.busy_area = inst.rif_area = 0.0
-        inst.last = time.perf_counter()
-        inst.load_report()
 
     latency = [None] * n_req
     ok = [False] * n_req
@@ -175,9 +249,9 @@ async def run_strategy(url: str, sc: dict, strategy: str, seed: int, instances: 
     dispatched = [0] * len(instances)
     by_port = {inst.port: inst for inst in instances}
 
-    async with AsyncMaxineClient(url, timeout=5.0) as maxine, \
-            httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_connections=None,
-                                                                   max_keepalive_connections=200)) as http:
+    http = StreamHTTP()
+    lab = LabClient(http, int(url.rsplit(":", 1)[1]))
+    async with AsyncMaxineClient(url, timeout=5.0) as maxine:  # registration and clean-up only
         node_ids = []
         for inst in instances:
             node_ids.append(await maxine.register(service, "127.0.0.1", inst.port, metadata={"lab": True},
@@ -189,7 +263,7 @@ async def run_strategy(url: str, sc: dict, strategy: str, seed: int, instances: 
             await asyncio.sleep(phase)
             while not stop.is_set():
                 try:
-                    await maxine.heartbeat(node_id, **inst.load_report())
+                    await lab.heartbeat(node_id, **inst.load_report())
                 except Exception:
                     pass
                 try:
@@ -221,7 +295,7 @@ async def run_strategy(url: str, sc: dict, strategy: str, seed: int, instances: 
             t_start = time.perf_counter()
             try:
                 d0 = time.perf_counter()
-                found = await maxine.discover(service, load_balancing=strategy)
+                found = await asyncio.wait_for(lab.discover(service, strategy), 5.0)
                 discover_s[0] += time.perf_counter() - d0
                 port = int(found["port"]) if "port" in found else int(found["address"].rsplit(":", 1)[1])
                 inst = by_port.get(port)
@@ -229,17 +303,20 @@ async def run_strategy(url: str, sc: dict, strategy: str, seed: int, instances: 
                     dispatched[inst.index] += 1
                 c0 = time.perf_counter()
                 try:
-                    resp = await http.get(f"http://127.0.0.1:{port}/work")
-                    success = resp.status_code < 500
+                    status, _ = await asyncio.wait_for(http.request(port, "GET", "/work"), timeout)
+                    success = status < 500
                     elapsed = (time.perf_counter() - c0) * 1000.0
-                except httpx.TimeoutException:
+                except asyncio.TimeoutError:
                     success, elapsed = False, timeout * 1000.0
-                except httpx.HTTPError:
+                except (OSError, asyncio.IncompleteReadError, ValueError):
                     success, elapsed = False, (time.perf_counter() - c0) * 1000.0
-                await maxine.report(found["nodeId"], elapsed, success=success)
+                # the caller's latency ends with the call; the report after it is not part of it
                 latency[r] = (time.perf_counter() - t_start) * 1000.0 if success else max(
                     elapsed, (time.perf_counter() - t_start) * 1000.0)
                 ok[r] = success
+                if report_delay:  # the scenario's information model: reports reach the registry late
+                    await asyncio.sleep(report_delay)
+                await asyncio.wait_for(lab.report(found["nodeId"], elapsed, success), 5.0)
             except Exception:
                 latency[r] = timeout * 1000.0
                 ok[r] = False
@@ -265,6 +342,7 @@ async def run_strategy(url: str, sc: dict, strategy: str, seed: int, instances: 
         await asyncio.gather(*hb_tasks, ev_task, return_exceptions=True)
         for inst in instances:
             inst._touch()
+        http.close()
         for nid in node_ids:
             try:
                 await maxine.http.request("DELETE", "/deregister", json={"nodeId": nid})
@@ -290,43 +368,116 @@ async def run_strategy(url: str, sc: dict, strategy: str, seed: int, instances: 
     }
 
 
-async def run_live(sc: dict, strategies: list[str], seeds: list[int], max_seconds: float, progress: bool,
-                   port: int | None = None, log_path: str = "/tmp/maxine-bench-live.log") -> list[dict]:
-    """Every strategy on every seed's workload, against one server. The order of
-    the strategies rotates from seed to seed, so none always runs first or last."""
-    results = []
-    speeds, workers = [], []
+def workload_instances(sc: dict, seed: int) -> list[Instance]:
+    """The scenario's instances, each with its own seeded work sequence: the same for every strategy."""
+    rng = np.random.default_rng(seed)
+    n = int(sc["requests"])
+    instances = []
     for group in sc["servers"]:
         for _ in range(int(group.get("count", 1))):
-            speeds.append(float(group.get("speed", 1.0)))
-            workers.append(int(group.get("workers", 1)))
-    n = int(sc["requests"])
-    with open(log_path, "wb") as log, maxine_server(port=port, output=log) as server:  # stopped by PID
+            instances.append(Instance(len(instances), float(group.get("speed", 1.0)), int(group.get("workers", 1)),
+                                      _service_work_ms(rng, sc["service_time"], n), rng.random(n)))
+    return instances
+
+
+async def run_on_own_instances(url: str, sc: dict, strategy: str, seed: int, deadline: float) -> dict | None:
+    """One strategy on one seed's workload, with instances of its own; None when ``deadline``
+    (``time.time()``) leaves no time for it."""
+    left = deadline - time.time()
+    if left <= 1.0:
+        return None
+    instances = workload_instances(sc, seed)
+    for inst in instances:
+        await inst.start()
+    try:
+        return await run_strategy(url, sc, strategy, seed, instances, left)
+    finally:
+        for inst in instances:
+            inst.server.close()
+
+
+def _run_in_worker(url: str, sc: dict, strategy: str, seed: int, deadline: float) -> dict | None:
+    return asyncio.run(run_on_own_instances(url, sc, strategy, seed, deadline))
+
+
+def _worker_ready(barrier) -> None:
+    """Import everything a run needs, then wait for the other workers: a run that started while
+    another worker was still importing would share the machine with that import, unlike its partner."""
+    from ..client import AsyncMaxineClient  # noqa: F401
+
+    barrier.wait(timeout=120)
+
+
+async def run_live(sc: dict, strategies: list[str], seeds: list[int], max_seconds: float, progress: bool,
+                   port: int | None = None, log_path: str = "/tmp/maxine-bench-live.log",
+                   parallel: int = 1, telemetry_dir: str | None = None) -> list[dict]:
+    """Every strategy on every seed's workload, against one server.
+
+    ``parallel == 1``: one run after the other, the order of the strategies rotated from seed to seed
+    so none always runs first or last. ``parallel > 1``: up to that many runs at once, each in a
+    process of its own (its own client and instances), submitted seed by seed, so the strategies of
+    one seed run side by side under the same machine conditions."""
+    results = []
+    deadline = time.time() + max_seconds
+    server_args = ["--telemetry-log", "true", "--data-dir", telemetry_dir] if telemetry_dir else []
+    with open(log_path, "wb") as log, maxine_server(server_args, port=port, output=log) as server:  # stopped by PID
         # the ML hub's first forecast imports statsmodels (seconds of CPU, once per process):
         # unwarmed, the first strategy measured paid for it (90 ms /discover round trips)
         print("warming up until the ML stack is loaded", file=sys.stderr)
         await asyncio.to_thread(_warm, server)
         bar = Progress(len(strategies) * len(seeds), "runs", enabled=progress)
-        started = time.perf_counter()
-        for k, seed in enumerate(seeds):
-            # every instance gets its own seeded work sequence; the same for every strategy
-            rng = np.random.default_rng(seed)
-            instances = [Instance(i, s, w, _service_work_ms(rng, sc["service_time"], n), rng.random(n))
-                         for i, (s, w) in enumerate(zip(speeds, workers))]
-            for inst in instances:
-                await inst.start()
-            for strategy in strategies[k % len(strategies):] + strategies[:k % len(strategies)]:
-                left = max_seconds - (time.perf_counter() - started)
-                if left <= 1.0:
+        jobs = [(strategy, seed) for k, seed in enumerate(seeds)
+                for strategy in strategies[k % len(strategies):] + strategies[:k % len(strategies)]]
+        if parallel <= 1:
+            for strategy, seed in jobs:
+                result = await run_on_own_instances(server.url, sc, strategy, seed, deadline)
+                if result is None:
                     print(f"\nstopping: --max-seconds reached before {strategy} (seed {seed})", file=sys.stderr)
                     break
-                results.append(await run_strategy(server.url, sc, strategy, seed, instances, left))
+                results.append(result)
                 bar.step(f"{strategy} seed {seed}")
-            for inst in instances:
-                inst.server.close()
-            if time.perf_counter() - started >= max_seconds - 1.0:
-                break
-    return results
+        else:
+            results = await asyncio.to_thread(_run_parallel, server.url, sc, jobs, deadline, parallel, bar)
+    return complete_seeds(results, strategies)
+
+
+def _run_parallel(url: str, sc: dict, jobs: list[tuple[str, int]], deadline: float, parallel: int,
+                  bar: Progress) -> list[dict]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    results, skipped = [], 0
+    workers = min(parallel, len(jobs))
+    spawn = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=spawn, initializer=_worker_ready,
+                               initargs=(spawn.Barrier(workers),))
+    try:
+        futures = {pool.submit(_run_in_worker, url, sc, strategy, seed, deadline): (strategy, seed)
+                   for strategy, seed in jobs}
+        for future in as_completed(futures):
+            result = future.result()
+            if result is None:
+                skipped += 1
+                continue
+            results.append(result)
+            strategy, seed = futures[future]
+            bar.step(f"{strategy} seed {seed}")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # the workers exit; each closes its own instances
+    if skipped:
+        print(f"\nstopping: --max-seconds reached before {skipped} runs", file=sys.stderr)
+    return sorted(results, key=lambda r: (r["seed"], r["strategy"]))
+
+
+def complete_seeds(results: list[dict], strategies: list[str]) -> list[dict]:
+    """The results of the seeds every strategy finished: averaging over unlike workloads would mislead."""
+    done: dict[int, set] = {}
+    for r in results:
+        done.setdefault(r["seed"], set()).add(r["strategy"])
+    dropped = sorted(seed for seed, names in done.items() if names != set(strategies))
+    if dropped:
+        print(f"dropped seeds not every strategy finished: {dropped}", file=sys.stderr)
+    return [r for r in results if r["seed"] not in dropped]
 
 
 def _warm(server) -> None:
@@ -367,7 +518,12 @@ def main(argv: list[str]) -> int:
                         "results are averaged over seeds")
     parser.add_argument("--seed", type=int, help="one workload seed (same as --seeds N)")
     parser.add_argument("--max-seconds", type=float, default=120.0, help="wall-clock bound for the whole run")
+    parser.add_argument("--parallel", type=int, default=1, metavar="N",
+                        help="run up to N strategies at once, each in a process of its own with its own instances "
+                             "(default 1: one after the other)")
     parser.add_argument("--port", type=int, help="port for the maxine server (default: a free one)")
+    parser.add_argument("--telemetry-log", metavar="DIR", help="run the server with its telemetry log on, "
+                        "written under DIR/telemetry (for `maxine models eval advanced-ml V --data DIR/telemetry`)")
     parser.add_argument("--json", metavar="OUT", help="write the results as JSON")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -391,8 +547,12 @@ def main(argv: list[str]) -> int:
     except ValueError:
         print(f"error: --seeds takes comma-separated integers, got {args.seeds!r}", file=sys.stderr)
         return 2
+    if args.parallel < 1:
+        print(f"error: --parallel takes a positive integer, got {args.parallel}", file=sys.stderr)
+        return 2
     t0 = time.perf_counter()
-    results = asyncio.run(run_live(sc, strategies, seeds, args.max_seconds, not args.no_progress, args.port))
+    results = asyncio.run(run_live(sc, strategies, seeds, args.max_seconds, not args.no_progress, args.port,
+                                   parallel=args.parallel, telemetry_dir=args.telemetry_log))
     wall = time.perf_counter() - t0
     if not results:
         print("error: no strategy finished", file=sys.stderr)

@@ -77,6 +77,13 @@ class OracleEstimate:
         return cost
 
 
+def info_timing(info: dict) -> tuple[float, float]:
+    """(heartbeat interval, client report delay) in seconds, of a scenario's information model."""
+    if info["model"] == "fresh":
+        return min(float(info.get("heartbeat_ms", 50.0)), 50.0) / 1000.0, 0.0
+    return float(info.get("heartbeat_ms", 1000.0)) / 1000.0, float(info.get("report_delay_ms", 0.0)) / 1000.0
+
+
 def _service_work_ms(rng: np.random.Generator, st: dict, n: int) -> np.ndarray:
     mean = float(st["mean_ms"])
     dist = st["dist"]
@@ -189,13 +196,7 @@ class Simulation:
         clients = int(info.get("clients", 1))
         client_of = rng.integers(0, clients, n_req).tolist() if clients > 1 else None
         timeout = float(sc["timeout_ms"]) / 1000.0
-        if model == "fresh":
-            heartbeat = float(info.get("heartbeat_ms", 50.0)) / 1000.0
-            heartbeat = min(heartbeat, 0.05)
-            report_delay = 0.0
-        else:
-            heartbeat = float(info.get("heartbeat_ms", 1000.0)) / 1000.0
-            report_delay = float(info.get("report_delay_ms", 0.0)) / 1000.0
+        heartbeat, report_delay = info_timing(info)
         horizon = arrivals[-1]
 
         # --- views (one registry, or K independent ones) ---------------------
