@@ -89,6 +89,11 @@ class OutstandingCounter:
                 return True
         return False
 
+    def trim(self, now: float, limit: float) -> None:
+        """Retire the oldest dispatches until at most ``limit`` are left."""
+        while self.count(now) > limit and self.remove(now):
+            pass
+
     def count(self, now: float) -> int:
         if self.head is not None and int(now // self.width) != self.head:
             self._advance(now)
@@ -166,6 +171,12 @@ class NodeState:
             if self.report_time is not None:
                 self.prev_dispatched = self.dispatched_since_report
                 self.prev_interval_s = now - self.report_time
+                if qps is not None:
+                    # this registry's unanswered dispatches are at the node (at most
+                    # in_flight) or answered within the report's window and not yet
+                    # reported (at most qps × window); more means a client never
+                    # reported, which would read as requests stuck at an idle node
+                    self.outstanding.trim(now, float(in_flight) + float(qps) * self.prev_interval_s)
             self.reported_in_flight = float(in_flight)
             self.report_time = now
             self.dispatched_since_report = 0
