@@ -173,10 +173,13 @@ class NodeState:
                 self.prev_interval_s = now - self.report_time
                 if qps is not None:
                     # this registry's unanswered dispatches are at the node (at most
-                    # in_flight) or answered within the report's window and not yet
-                    # reported (at most qps × window); more means a client never
-                    # reported, which would read as requests stuck at an idle node
-                    self.outstanding.trim(now, float(in_flight) + float(qps) * self.prev_interval_s)
+                    # in_flight), answered within the report's window and not yet
+                    # reported (at most qps × window), or sent during the window and
+                    # not yet arrived (at most this registry's dispatches in it); more
+                    # means a caller never reported, which would read as requests
+                    # stuck at an idle node
+                    self.outstanding.trim(now, float(in_flight) + float(qps) * self.prev_interval_s
+                                          + self.dispatched_since_report)
             self.reported_in_flight = float(in_flight)
             self.report_time = now
             self.dispatched_since_report = 0

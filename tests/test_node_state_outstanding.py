@@ -16,17 +16,20 @@ def test_an_idle_nodes_report_forgets_dispatches_that_were_never_reported():
     state.on_dispatch(0.1)
     state.on_dispatch(0.2)  # two callers that never report back
     assert state.outstanding.count(0.5) == 2
-    state.on_load_report(1.0, in_flight=0, cpu=0.0, qps=0.0)  # nothing at the node, nothing answered
-    assert state.outstanding.count(1.0) == 0
+    state.on_load_report(1.0, in_flight=0, cpu=0.0, qps=0.0)  # they may still be on the wire
+    assert state.outstanding.count(1.0) == 2
+    # a whole window with nothing sent, nothing at the node and nothing answered
+    state.on_load_report(2.0, in_flight=0, cpu=0.0, qps=0.0)
+    assert state.outstanding.count(2.0) == 0
 
 
 def test_dispatches_at_the_node_or_answered_in_the_window_are_kept():
     state = _state_with_reports(0.0)
     for k in range(5):
         state.on_dispatch(0.1 * (k + 1))
-    state.on_load_report(1.0, in_flight=2, cpu=0.5, qps=3.0)  # 2 at the node, up to 3 answered, unreported
+    state.on_load_report(1.0, in_flight=0, cpu=0.5, qps=0.0)  # all five may still be on the wire
     assert state.outstanding.count(1.0) == 5
-    state.on_load_report(2.0, in_flight=2, cpu=0.5, qps=1.0)  # at most 2 + 1 can still be ours
+    state.on_load_report(2.0, in_flight=2, cpu=0.5, qps=1.0)  # none sent since: at most 2 + 1 are ours
     assert state.outstanding.count(2.0) == 3
     state.on_result(50.0, True, 2.1)  # reports retire the oldest as before
     assert state.outstanding.count(2.1) == 2
