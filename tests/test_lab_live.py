@@ -26,9 +26,12 @@ def test_bench_live_runs_a_small_scenario_end_to_end(tmp_path, capsys):
 
 def test_bench_live_runs_strategies_side_by_side_in_worker_processes(tmp_path, capsys):
     out = tmp_path / "live.json"
+    png = tmp_path / "live.png"
     code = bench_live_main(["--requests", "40", "--strategies", "round-robin,least-response-time", "--seeds", "1001",
-                            "--parallel", "2", "--max-seconds", "60", "--json", str(out), "--no-progress"])
+                            "--parallel", "2", "--max-seconds", "60", "--json", str(out), "--plot", str(png),
+                            "--no-progress"])
     assert code == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = json.loads(out.read_text())["results"]
     assert {r["strategy"] for r in rows} == {"round-robin", "least-response-time"}
     for r in rows:

@@ -492,6 +492,30 @@ def _warm(server) -> None:
         print("warning: the ML stack did not load during the warm-up", file=sys.stderr)
 
 
+def plot_seeds(path: str, results: list[dict]) -> None:
+    """p99 per seed, one line per strategy, one panel per scenario: the paired comparison at a glance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scenarios_seen = list(dict.fromkeys(r["scenario"] for r in results))
+    fig, axes = plt.subplots(1, len(scenarios_seen), figsize=(6 * len(scenarios_seen), 4.5), squeeze=False)
+    for ax, name in zip(axes[0], scenarios_seen):
+        runs = [r for r in results if r["scenario"] == name]
+        seeds = sorted({r["seed"] for r in runs})
+        for strategy in sorted({r["strategy"] for r in runs}):
+            by_seed = {r["seed"]: r["p99_ms"] for r in runs if r["strategy"] == strategy}
+            ax.plot([str(s) for s in seeds], [by_seed.get(s) for s in seeds], marker="o", label=strategy)
+        ax.set_title(f"{name}: p99 per seed (live)")
+        ax.set_xlabel("workload seed")
+        ax.set_ylabel("p99 latency (ms)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def wins(results: list[dict]) -> dict[str, int]:
     """Per strategy: on how many seeds it had the lowest p99 (among the seeds every strategy finished)."""
     by_seed: dict[int, list[dict]] = {}
@@ -525,6 +549,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--telemetry-log", metavar="DIR", help="run the server with its telemetry log on, "
                         "written under DIR/telemetry (for `maxine models eval advanced-ml V --data DIR/telemetry`)")
     parser.add_argument("--json", metavar="OUT", help="write the results as JSON")
+    parser.add_argument("--plot", metavar="OUT.png", help="draw p99 per seed per strategy (matplotlib)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     try:
@@ -568,4 +593,7 @@ def main(argv: list[str]) -> int:
         bench.write_json(args.json, rows, results, marks, {"wall_s": round(wall, 2), "mode": "live",
                                                           "argv": ["maxine", "bench", "live", *argv]})
         print(f"wrote {args.json}")
+    if args.plot:
+        plot_seeds(args.plot, results)
+        print(f"wrote {args.plot}")
     return 0
