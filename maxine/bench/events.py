@@ -27,6 +27,7 @@ import tempfile
 import time
 
 from .process import maxine_server
+from .rawhttp import exchange
 
 MARKER = b"event: service_deregistered\n"
 
@@ -76,17 +77,7 @@ class Subscriber:
 
 
 async def _request(reader, writer, method: str, path: str, body: dict) -> tuple[int, bytes]:
-    payload = json.dumps(body).encode()
-    writer.write(f"{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-                 f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
-    await writer.drain()
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":", 1)[1])
-    return status, await reader.readexactly(length)
+    return await exchange(reader, writer, method, path, json.dumps(body).encode(), host="bench")
 
 
 async def _bench(host: str, port: int, subscribers: int, events: int, service: str) -> dict:

@@ -27,6 +27,7 @@ import orjson
 
 from ..bench.http import ml_stack_loaded, register_population, warm_up
 from ..bench.process import maxine_server
+from ..bench.rawhttp import content_length, exchange
 from ..client import MaxineError, _discover_params, _report_body
 from ..progress import Progress
 from . import bench
@@ -96,11 +97,7 @@ class Instance:
     async def handle(self, reader, writer):
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
+                length = content_length(await reader.readuntil(b"\r\n\r\n"))
                 if length:
                     await reader.readexactly(length)
                 work, u = self._next()
@@ -180,21 +177,12 @@ class StreamHTTP:
         idle = self.idle.setdefault(port, [])
         reader, writer = idle.pop() if idle else await asyncio.open_connection("127.0.0.1", port)
         try:
-            head = f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            if body:
-                head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-            writer.write(head.encode() + b"\r\n" + body)
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n")[1:]:
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
-            payload = await reader.readexactly(length) if length else b""
+            answer = await exchange(reader, writer, method, target, body)
         except BaseException:
             writer.close()
             raise
         idle.append((reader, writer))
-        return int(head.split(b" ", 2)[1]), payload
+        return answer
 
     def close(self) -> None:
         for conns in self.idle.values():
