@@ -41,11 +41,22 @@ def _run_uvicorn(app, settings: Settings) -> None:
 
 def _run_granian(app, settings: Settings) -> None:
     import uvloop
+    from granian.asgi import LifespanProtocol
     from granian.constants import Interfaces
     from granian.server.embed import Server
 
+    native = settings.interface == "rsgi" and hasattr(app, "__rsgi__")
+
     async def serve() -> None:
-        server = Server(app, address=settings.host, port=settings.port, interface=Interfaces.ASGI,
+        lifespan = None
+        if native:  # RSGI has no lifespan of its own: run the ASGI one around the server
+            lifespan = LifespanProtocol(app)
+            await lifespan.startup()
+            if lifespan.interrupt:
+                raise RuntimeError(f"application startup failed: {lifespan.exc!r}")
+            app.state = lifespan.state
+        server = Server(app, address=settings.host, port=settings.port,
+                        interface=Interfaces.RSGI if native else Interfaces.ASGI,
                         log_enabled=True, log_level=settings.log_level, log_access=settings.access_log,
                         backlog=1024)
         # Granian calls its embedded mode experimental; we chose it by measurement
@@ -54,7 +65,12 @@ def _run_granian(app, settings: Settings) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, server.stop)
-        log.info("Maxine listening on http://%s:%d (granian)", settings.host, settings.port)
-        await server.serve()
+        log.info("Maxine listening on http://%s:%d (granian, %s)", settings.host, settings.port,
+                 "RSGI" if native else "ASGI")
+        try:
+            await server.serve()
+        finally:
+            if lifespan is not None:
+                await lifespan.shutdown()
 
     uvloop.run(serve())

@@ -26,15 +26,17 @@ def _setting(default, help: str, parse=None, choices=None):
 class Settings:
     host: str = _setting("127.0.0.1", "Address to bind; 0.0.0.0 (all interfaces) must be asked for explicitly.")
     port: int = _setting(8080, "TCP port to listen on.")
-    server: str = _setting("granian", "ASGI server, in this process (granian measured 1.5x uvicorn here; docs/performance.md).",
+    server: str = _setting("granian", "HTTP server, in this process (granian measured 1.5x uvicorn here; docs/performance.md).",
                            choices=("granian", "uvicorn"))
+    interface: str = _setting("rsgi", "How granian calls the app: rsgi (its native interface, measured faster here; docs/performance.md) or asgi.",
+                              choices=("rsgi", "asgi"))
     log_level: str = _setting("info", "Log level.", choices=("critical", "error", "warning", "info", "debug"))
     access_log: bool = _setting(False, "Log every request (costs about 10 % of throughput).", parse=_bool)
     heartbeat_timeout: float = _setting(30.0, "Default lease TTL in seconds; an instance may override it with `ttl` at register.")
     sweep_interval: float = _setting(0.2, "Seconds between lease sweeps (expired instances are never served even before the sweep).")
     dispatch_ttl: float = _setting(30.0, "Seconds after which a dispatch never reported back stops counting as in flight.")
     max_body_bytes: int = _setting(1 << 20, "Largest accepted request body; larger bodies get 413.")
-    fast_path: bool = _setting(True, "Serve /discover, /heartbeat, /record-response-time from the raw ASGI layer.", parse=_bool)
+    fast_path: bool = _setting(True, "Serve /discover and the JSON-body writes from the raw layer in front of FastAPI.", parse=_bool)
     data_dir: str = _setting("./data", "Directory for persistent state and logs.")
     persistence: str = _setting("memory", "Where registry state lives.", choices=("memory", "file", "redis"))
     fsync: str = _setting("always", "File persistence: fsync the journal on every change (always), every --fsync-interval (interval) or never (the OS decides; still survives a process crash).", choices=("always", "interval", "never"))

@@ -8,11 +8,27 @@ JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
 class BodyTooLarge(Exception):
-    pass
+    answer = (413, {"error": "Request body too large"})
 
 
 class BadJson(Exception):
-    pass
+    answer = (400, {"error": "Invalid JSON"})
+
+
+def check_length(value, limit: int) -> None:
+    """BodyTooLarge when a Content-Length header value says the body is past ``limit``."""
+    try:
+        if int(value) > limit:
+            raise BodyTooLarge
+    except ValueError:
+        pass
+
+
+def loads(body: bytes):
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise BadJson from None
 
 
 async def read_json(scope, receive, limit: int):
@@ -21,11 +37,7 @@ async def read_json(scope, receive, limit: int):
     frame less per request than a body reader awaited by a decoder."""
     for name, value in scope["headers"]:
         if name == b"content-length":
-            try:
-                if int(value) > limit:
-                    raise BodyTooLarge
-            except ValueError:
-                pass
+            check_length(value, limit)
             break
     chunks = []
     size = 0
@@ -40,11 +52,7 @@ async def read_json(scope, receive, limit: int):
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
-    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)  # usually the whole body came in one message
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise BadJson from None
+    return loads(chunks[0] if len(chunks) == 1 else b"".join(chunks))  # usually the whole body came in one message
 
 
 def encode(payload) -> bytes:
@@ -66,10 +74,9 @@ def _start(status: int, length: int) -> dict:
     return message
 
 
-def response(status: int, payload) -> tuple[dict, dict]:
+def response(status: int, body: bytes) -> tuple[dict, dict]:
     """The two ASGI messages of a JSON response (the caller awaits ``send`` on each:
     one coroutine frame less per request than a helper that sends them)."""
-    body = encode(payload)
     return _start(status, len(body)), {"type": "http.response.body", "body": body}
 
 
@@ -83,3 +90,8 @@ def header(scope, name: bytes) -> str | None:
         if key == name:
             return value.decode("latin-1")
     return None
+
+
+def peer(scope) -> tuple[str | None, str | None]:
+    """The caller's address and ``X-Client-Id`` header, from an ASGI scope."""
+    return client_ip(scope), header(scope, b"x-client-id")

@@ -233,7 +233,7 @@ def events_routes(maxine: Maxine) -> APIRouter:
         try:
             doc = await read_json(request.scope, request.receive, max(maxine.settings.max_body_bytes, 64 << 20))
         except BodyTooLarge:
-            return _json(413, {"error": "Request body too large"})
+            return _json(*BodyTooLarge.answer)
         except BadJson:
             return _json(400, {"error": "Invalid JSON; nothing was restored"})
         problems = state.validate(doc)

@@ -1,10 +1,12 @@
-"""The raw ASGI layer in front of the FastAPI app.
+"""The raw layer in front of the FastAPI app, for ASGI and for granian's RSGI.
 
 The hot routes (discover, and the JSON-body writes: register, heartbeat,
 deregister, record-response-time, record-call) are answered here without routing, dependency injection or pydantic: a dict
 lookup on (method, path), orjson, pre-built bodies. Everything else, and any
 route when the fast path is disabled, goes to the FastAPI app, which serves
-the same operations and documents them at ``/docs``.
+the same operations and documents them at ``/docs``. Both interfaces share
+:meth:`FastPath.answer`; they differ only in how a body is read and an
+answer sent (:mod:`maxine.api.asgi`, :mod:`maxine.api.rsgi`).
 """
 
 from __future__ import annotations
@@ -12,14 +14,13 @@ from __future__ import annotations
 import logging
 from time import perf_counter
 
-from .asgi import BadJson, BodyTooLarge, read_json, response
+from . import asgi, rsgi
+from .asgi import BadJson, BodyTooLarge, encode, response
 from .operations import Maxine
 from .routes import body_operations
 
 log = logging.getLogger("maxine.api")
 
-INVALID_JSON = {"error": "Invalid JSON"}
-TOO_LARGE = {"error": "Request body too large"}
 INTERNAL = {"error": "Internal error (logged by the server); retry the request"}
 
 
@@ -30,40 +31,58 @@ class FastPath:
         self.limit = maxine.settings.max_body_bytes
         self.body_ops = body_operations(maxine) if enabled else {}
         self.discover_enabled = enabled
+        self.state: dict = {}  # the lifespan state, handed to the app on RSGI (set by the server)
 
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def answer(self, method, path, query_string, scope, source, read_json, peer):
+        """``(status, body bytes)`` for a fast-path route, None for the app.
+        ``await read_json(scope, source, limit)`` reads the request body;
+        ``peer(scope)`` gives the caller's address and client id."""
         maxine = self.maxine
         maxine.requests += 1
-        path = scope["path"]
-        method = scope["method"]
         try:
             if method == "GET" and path == "/discover" and self.discover_enabled:
                 started = perf_counter()
-                status, payload = maxine.discover(scope["query_string"], scope)
+                status, payload = maxine.discover(query_string, scope, peer)
                 maxine.discover_latency.observe(perf_counter() - started)
             elif (operation := self.body_ops.get((method, path))) is not None:
                 try:
-                    body = await read_json(scope, receive, self.limit)
-                except BodyTooLarge:
-                    status, payload = 413, TOO_LARGE
-                except BadJson:
-                    status, payload = 400, INVALID_JSON
-                else:
-                    status, payload = operation(body)
+                    status, payload = operation(await read_json(scope, source, self.limit))
+                except (BodyTooLarge, BadJson) as exc:
+                    status, payload = exc.answer
             else:
-                await self.app(scope, receive, self._counting(send))
-                return
+                return None
         except Exception:  # a bug must cost one request, never the process
             log.exception("fast path failed on %s %s", method, path)
             status, payload = 500, INTERNAL
         if status >= 400:
             maxine.errors += 1
-        start, body = response(status, payload)
-        await send(start)
-        await send(body)
+        return status, encode(payload)
+
+    async def __call__(self, scope, receive, send):
+        """ASGI."""
+        if scope["type"] == "http":
+            answer = await self.answer(scope["method"], scope["path"], scope["query_string"], scope, receive,
+                                       asgi.read_json, asgi.peer)
+            if answer is None:
+                await self.app(scope, receive, self._counting(send))
+            else:
+                start, body = response(*answer)
+                await send(start)
+                await send(body)
+        else:
+            await self.app(scope, receive, send)
+
+    async def __rsgi__(self, scope, proto):
+        """RSGI (granian)."""
+        if scope.proto == "http":
+            answer = await self.answer(scope.method, scope.path, scope.query_string.encode(), scope, proto,
+                                       rsgi.read_json, rsgi.peer)
+            if answer is None:
+                await rsgi.call_http(self.app, scope, proto, self.state, self._counting)
+            else:
+                proto.response_bytes(answer[0], rsgi.JSON_HEADERS, answer[1])
+        else:
+            await rsgi.call_websocket(self.app, scope, proto, self.state)
 
     def _counting(self, send):
         async def counting_send(message):

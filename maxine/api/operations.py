@@ -21,7 +21,7 @@ from ..registry.encoding import dumps_kept
 from ..settings import Settings
 from . import validation
 from .observability import BY_STRATEGY, LatencyHistogram
-from .asgi import client_ip, header
+from .asgi import peer as asgi_peer
 from .validation import Invalid
 
 SERVICE_UNAVAILABLE = orjson.dumps({"message": "Service unavailable"})
@@ -118,9 +118,10 @@ class Maxine:
         return DiscoverQuery(name, strategy, picker, version, tags, params.get("clientId") or None, ctx,
                              bool(getattr(picker, "keyed", False)))
 
-    def discover(self, query_string: bytes, scope: dict | None = None) -> tuple[int, bytes | dict]:
-        """Pick an instance. ``scope`` (the ASGI scope) supplies the client
-        address and ``X-Client-Id`` header, read only by strategies keyed on them."""
+    def discover(self, query_string: bytes, scope=None, peer=asgi_peer) -> tuple[int, bytes | dict]:
+        """Pick an instance. ``peer(scope)`` gives the caller's address and
+        ``X-Client-Id`` header (from an ASGI scope by default), read only by
+        strategies keyed on them."""
         query = self._queries.get(query_string) or self.parse_discover(query_string)
         if type(query) is tuple:
             return query
@@ -130,9 +131,9 @@ class Maxine:
         ctx = query.ctx  # one context per distinct query string: no allocation per request
         ctx.now = now
         if query.keyed:
-            ip = client_ip(scope) if scope else None
+            ip, client_id = peer(scope) if scope is not None else (None, None)
             ctx.client_ip = ip
-            ctx.client_key = query.client_id or (header(scope, b"x-client-id") if scope else None) or ip
+            ctx.client_key = query.client_id or client_id or ip
         pool = registry.pool(query.service, query.version, query.tags)
         if pool is None or not pool.nodes:
             return 404, SERVICE_UNAVAILABLE

@@ -83,10 +83,8 @@ def core_routes(maxine: Maxine) -> APIRouter:
     async def with_body(request: Request, operation) -> Response:
         try:
             body = await read_json(request.scope, request.receive, limit)
-        except BodyTooLarge:
-            return json_response(413, {"error": "Request body too large"})
-        except BadJson:
-            return json_response(400, {"error": "Invalid JSON"})
+        except (BodyTooLarge, BadJson) as exc:
+            return json_response(*exc.answer)
         return json_response(*operation(body))
 
     for method, path, operation, body, tag, summary in BODY_ROUTES:

@@ -10,11 +10,15 @@ There are two references on a raw ASGI server running beside maxine: GET (a
 fixed small JSON body) for ``/discover``, and POST (the same, after reading the
 request body) for the JSON-body writes, which print their ratio to both. Each
 is measured in every round, with the other workloads, and again at the end.
+The ratios are to these raw ASGI references (issue #6's definition). When
+maxine runs on granian's RSGI (the default), the same reference app is also
+measured over RSGI, so the table shows how much of the gain is the interface.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -44,6 +48,8 @@ DEFAULT_STRATEGIES = ["round-robin", "random", "weighted-random", "least-connect
 WRITES = ["heartbeat", "record-response-time", "register"]
 REFERENCE_NAMES = ("reference", "reference (after)")
 POST_REFERENCE_NAMES = ("reference POST (reads body)", "reference POST (after)")
+RSGI_NAMES = ("reference RSGI", "reference RSGI (after)")
+RSGI_POST_NAMES = ("reference RSGI POST", "reference RSGI POST (after)")
 
 
 @dataclass
@@ -206,10 +212,15 @@ def wrk_discover(server: ServerProcess, service: str, seconds: int) -> dict:
 
 
 def bench(args) -> dict:
-    server_args = ["--server", args.server]
-    print(f"reference (raw ASGI) and maxine serve --server {args.server}: {args.services} services x "
-          f"{args.instances} instances", file=sys.stderr)
-    with server_process(["maxine.bench.reference", *server_args]) as ref, maxine_server(server_args) as srv:
+    server_args = ["--server", args.server, "--interface", args.interface]
+    rsgi = args.server == "granian" and args.interface == "rsgi"
+    print(f"reference (raw ASGI{', and RSGI' if rsgi else ''}) and maxine serve {' '.join(server_args)}: "
+          f"{args.services} services x {args.instances} instances", file=sys.stderr)
+    with contextlib.ExitStack() as stack:
+        ref = stack.enter_context(server_process(["maxine.bench.reference", "--server", args.server,
+                                                  "--interface", "asgi"]))
+        ref_rsgi = stack.enter_context(server_process(["maxine.bench.reference", *server_args])) if rsgi else None
+        srv = stack.enter_context(maxine_server(server_args))
         population = register_population(srv.url, args.services, args.instances)
         # the ML hub's first forecast imports statsmodels and scipy (seconds of CPU, once per
         # process): measured inside a strategy's window it cost that strategy up to 40 %
@@ -220,6 +231,8 @@ def bench(args) -> dict:
         strategies = [s for s in wanted if s in valid]
         skipped = [s for s in wanted if s not in valid]
         workloads = reference_workloads(ref, REFERENCE_NAMES[0], POST_REFERENCE_NAMES[0])
+        if ref_rsgi is not None:
+            workloads += reference_workloads(ref_rsgi, RSGI_NAMES[0], RSGI_POST_NAMES[0])
         for strategy in strategies:
             paths = [f"/discover?serviceName=svc-{s}&loadBalancing={strategy}&clientId=c{s}&lat=41&lon=-2"
                      for s in range(args.services)]
@@ -236,7 +249,10 @@ def bench(args) -> dict:
                     rounds[name].append(run_wrk(server, name, "/", args, script))
             results = [merge(runs) for runs in rounds.values()]
         print("references again (drift check)", file=sys.stderr)
-        for name, server, script in reference_workloads(ref, REFERENCE_NAMES[1], POST_REFERENCE_NAMES[1]):
+        after = reference_workloads(ref, REFERENCE_NAMES[1], POST_REFERENCE_NAMES[1])
+        if ref_rsgi is not None:
+            after += reference_workloads(ref_rsgi, RSGI_NAMES[1], RSGI_POST_NAMES[1])
+        for name, server, script in after:
             results.append(run_wrk(server, name, "/", args, script))
     return {"results": results, "skipped": skipped}
 
@@ -289,6 +305,8 @@ def summarise(results: list[Result]) -> tuple[list[dict], list[str]]:
     ref_cpu = _mean(results, REFERENCE_NAMES, "cpu_us_per_request")
     post_rps = _mean(results, POST_REFERENCE_NAMES, "requests_per_s")
     post_cpu = _mean(results, POST_REFERENCE_NAMES, "cpu_us_per_request")
+    rsgi_rps = _mean(results, RSGI_NAMES, "requests_per_s")
+    rsgi_post_rps = _mean(results, RSGI_POST_NAMES, "requests_per_s")
     rr = by_name.get("GET /discover round-robin")
     rows, verdicts = [], []
     for r in results:
@@ -304,6 +322,9 @@ def summarise(results: list[Result]) -> tuple[list[dict], list[str]]:
         ok = rr.requests_per_s / ref_rps >= TARGETS["discover_vs_reference"]
         verdicts.append(f"{'PASS' if ok else 'MISS'} /discover round-robin {rr.requests_per_s / ref_rps:.2f}x reference "
                         f"(target >= {TARGETS['discover_vs_reference']}); CPU/request {ref_cpu / rr.cpu_us_per_request:.2f}x")
+        if rsgi_rps:
+            verdicts.append(f"     round-robin {rr.requests_per_s / rsgi_rps:.2f}x the raw RSGI reference "
+                            f"(maxine's own interface; that reference is {rsgi_rps / ref_rps:.2f}x the ASGI one)")
         ok = rr.p99_ms <= TARGETS["discover_p99_ms"]
         verdicts.append(f"{'PASS' if ok else 'MISS'} /discover round-robin p99 {rr.p99_ms:.2f} ms (target <= 10 ms)")
         for r in results:
@@ -322,6 +343,8 @@ def summarise(results: list[Result]) -> tuple[list[dict], list[str]]:
             also = f"; {r.requests_per_s / ref_rps:.2f}x GET reference" if ref_rps else ""
             if post_cpu and r.cpu_us_per_request:  # steadier than requests/s on a shared machine
                 also += f"; CPU/request {post_cpu / r.cpu_us_per_request:.2f}x POST reference"
+            if rsgi_post_rps:
+                also += f"; {r.requests_per_s / rsgi_post_rps:.2f}x RSGI POST reference"
             verdicts.append(f"{'PASS' if ok else 'MISS'} {name} {ratio:.2f}x POST reference "
                             f"(target >= {TARGETS['write_vs_post_reference']}){also}")
     return rows, verdicts
@@ -354,6 +377,9 @@ def bench_http_main(argv: list[str]) -> int:
     parser.add_argument("--strategies", help="comma-separated (default: every built-in that the server offers)")
     parser.add_argument("--writes", help=f"comma-separated POST workloads of {','.join(WRITES)} (default: all)")
     parser.add_argument("--server", choices=("granian", "uvicorn"), default="granian")
+    parser.add_argument("--interface", choices=("rsgi", "asgi"), default="rsgi",
+                        help="how granian calls maxine (default rsgi, as maxine serve); the references are raw ASGI "
+                             "either way, plus raw RSGI with rsgi")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.duration < 1:

@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     app = create_app(Settings(), maxine)
     if which in POST_PATHS:
         if which == "reference-post":
-            app = reference.app
+            app = reference.asgi_app
         scopes = [{"type": "http", "method": "POST", "path": POST_PATHS[which],
                    "headers": [(b"content-type", b"application/json")], "query_string": b""}
                   for _ in node_ids]
@@ -70,7 +70,7 @@ def main(argv=None) -> int:
                     for nid in node_ids]
     else:
         if which == "reference":
-            app = reference.app
+            app = reference.asgi_app
         scopes = [discover_scope(which, s) for s in range(10)]
         messages = [{"type": "http.request", "body": b"", "more_body": False}] * 10
     count = len(scopes)

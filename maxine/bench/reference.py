@@ -1,5 +1,8 @@
-"""The throughput reference: a raw ASGI app returning a fixed ~150-byte JSON
-body (after reading the request body, for a POST), served by exactly the same server code and settings as ``maxine serve``.
+"""The throughput reference: a raw app returning a fixed ~150-byte JSON body
+(after reading the request body, for a POST), served by exactly the same
+server code and settings as ``maxine serve``. It speaks ASGI and, on granian,
+RSGI, like ``maxine serve``; ``--interface asgi`` gives issue #6's raw ASGI
+reference.
 
     python -m maxine.bench.reference --port 9000 [--server granian|uvicorn]
 """
@@ -18,7 +21,17 @@ START = {"type": "http.response.start", "status": 200,
 RESPONSE = {"type": "http.response.body", "body": BODY}
 
 
-async def app(scope, receive, send):
+HEADERS = [("content-type", "application/json")]
+
+
+class Reference:
+    async def __rsgi__(self, scope, proto):
+        if scope.method == "POST":  # read the body, as any write endpoint must
+            await proto()
+        proto.response_bytes(200, HEADERS, BODY)
+
+
+async def asgi_app(scope, receive, send):
     if scope["type"] == "lifespan":
         while True:
             message = await receive()
@@ -37,10 +50,13 @@ async def app(scope, receive, send):
     await send(RESPONSE)
 
 
+Reference.__call__ = staticmethod(asgi_app)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m maxine.bench.reference")
     Settings.add_arguments(parser)
-    run(app, Settings.from_args(parser.parse_args(argv)))
+    run(Reference(), Settings.from_args(parser.parse_args(argv)))
     return 0
 
 
