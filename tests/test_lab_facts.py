@@ -105,3 +105,25 @@ def test_same_seed_gives_every_strategy_the_same_workload():
     # with one server (no choice) their latencies are identical
     sc = scenario(name="single", servers=[{"count": 1, "speed": 1.0, "workers": 4}], requests=1000)
     assert simulate(sc, "round-robin", 3)["digest"] == simulate(sc, "random", 3)["digest"]
+
+
+def test_lost_reports_are_drawn_apart_from_the_workload():
+    from maxine.training.simulator import reports_lost
+
+    assert reports_lost({"model": "registry"}, 3, 1000) is None
+    lost = reports_lost({"model": "registry", "report_loss": 0.25}, 3, 20000)
+    assert lost == reports_lost({"model": "registry", "report_loss": 0.25}, 3, 20000)  # seeded
+    assert abs(sum(lost) / len(lost) - 0.25) < 0.02
+    with pytest.raises(ValueError):
+        scenario(info={"model": "registry", "report_loss": 1.0})
+
+
+def test_lost_reports_change_what_a_report_driven_strategy_sees():
+    lossy = scenario(name="one-slow-lossy", servers=ONE_SLOW["servers"],
+                     info={**ONE_SLOW["info"], "report_loss": 0.5})
+    # least-response-time learns only from client reports: half of them gone changes its run
+    lossy_run, clean_run = (simulate(sc, "least-response-time", SEEDS[0]) for sc in (lossy, ONE_SLOW))
+    assert (lossy_run["p99_ms"], lossy_run["share"]) != (clean_run["p99_ms"], clean_run["share"])
+    # round-robin reads no report: the same run either way
+    assert simulate(lossy, "round-robin", SEEDS[0])["p99_ms"] == simulate(ONE_SLOW, "round-robin", SEEDS[0])["p99_ms"]
+

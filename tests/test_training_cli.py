@@ -81,3 +81,17 @@ def test_time_scales_record_each_scenario_slower_at_the_same_load(tmp_path):
     r = cli("train", "advanced-ml", "--data", str(tmp_path / "log"), "--from-sim", "homogeneous",
             "--sim-time-scales", "fast", "--out", str(tmp_path))
     assert r.returncode == 2 and "--sim-time-scales" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_report_losses_record_each_scenario_with_lost_reports(tmp_path):
+    from maxine.training import scenario as scenarios
+    from maxine.training.models_cli import with_report_losses
+
+    base = scenarios.by_name("homogeneous")
+    clean, lossy = with_report_losses([base], [0.0, 0.1])
+    assert clean is base and lossy["name"] == "homogeneous@loss0.1"
+    assert lossy["info"]["report_loss"] == 0.1 and "report_loss" not in base["info"]
+    assert scenarios.load(lossy)["info"]["report_loss"] == 0.1  # a valid scenario
+    r = cli("train", "advanced-ml", "--data", str(tmp_path / "log"), "--from-sim", "homogeneous",
+            "--sim-report-losses", "1", "--out", str(tmp_path))
+    assert r.returncode == 2 and "--sim-report-losses" in r.stderr and "Traceback" not in r.stderr

@@ -32,7 +32,7 @@ from ..client import MaxineError, _discover_params, _report_body
 from ..progress import Progress
 from . import bench
 from . import scenario as scenarios
-from .simulator import _arrival_times, _service_work_ms, info_timing
+from .simulator import _arrival_times, _service_work_ms, info_timing, reports_lost
 
 LIVE_DEFAULT = {
     "name": "live-small",
@@ -229,6 +229,7 @@ async def run_strategy(url: str, sc: dict, strategy: str, seed: int, instances: 
     horizon = float(arrivals[-1])
     timeout = float(sc["timeout_ms"]) / 1000.0
     heartbeat, report_delay = info_timing(sc["info"])
+    lost = reports_lost(sc["info"], seed, n_req)
     service = f"lab-{strategy}-{seed}-{os.getpid()}"
 
     latency = [None] * n_req
@@ -302,7 +303,9 @@ async def run_strategy(url: str, sc: dict, strategy: str, seed: int, instances: 
                 latency[r] = (time.perf_counter() - t_start) * 1000.0 if success else max(
                     elapsed, (time.perf_counter() - t_start) * 1000.0)
                 ok[r] = success
-                if report_delay:  # the scenario's information model: reports reach the registry late
+                if lost is not None and lost[r]:
+                    return  # the scenario's information model: this caller never reports
+                if report_delay:  # and reports reach the registry late
                     await asyncio.sleep(report_delay)
                 await asyncio.wait_for(lab.report(found["nodeId"], elapsed, success), 5.0)
             except Exception:

@@ -41,7 +41,8 @@ def sim_defaults(model: str) -> dict:
     """What ``--from-sim default`` records for ``model``."""
     if model == "advanced-ml":
         return {"scenarios": DEFAULT_SIM_SCENARIOS, "behaviours": DEFAULT_BEHAVIOURS, "seeds": "10-14",
-                "every": 20, "requests": None, "time_scales": "1,3"}
+                "every": 20, "requests": None, "time_scales": "1,3",
+                "report_losses": "0,0.1"}
     return trainer(model).SIM
 
 
@@ -70,6 +71,27 @@ def time_scaled(scs: list[dict], scales: list[float]) -> list[dict]:
             scaled["name"] = f"{sc['name']}@x{k:g}"
             scaled["service_time"]["mean_ms"] = float(sc["service_time"]["mean_ms"]) * k
             out.append(scaled)
+    return out
+
+
+def with_report_losses(scs: list[dict], losses: list[float]) -> list[dict]:
+    """Each scenario with each fraction of client reports lost (``info.report_loss``):
+    callers that never report leave dispatches unanswered, which the model must
+    not read as queued requests. 0 is the scenario itself."""
+    import copy
+
+    if not losses or any(not (0.0 <= x < 1.0) for x in losses):
+        raise ValueError("each loss must be in [0, 1)")
+    out = []
+    for x in losses:
+        for sc in scs:
+            if x == 0.0:
+                out.append(sc)
+                continue
+            lossy = copy.deepcopy(sc)
+            lossy["name"] = f"{sc['name']}@loss{x:g}"
+            lossy["info"]["report_loss"] = x
+            out.append(lossy)
     return out
 
 
@@ -109,6 +131,9 @@ def train_main(argv: list[str]) -> int:
                              "follows, so the load is the same; heartbeats and timeouts keep their length), so "
                              "the model meets services slower and faster than the lab's (default: the model's; "
                              "advanced-ml: 1,3)")
+    parser.add_argument("--sim-report-losses", default=None, metavar="L,...",
+                        help="also record each scenario with this fraction of client reports lost (default: the "
+                             "model's; advanced-ml: 0,0.1)")
     parser.add_argument("--sim-every", type=int, default=None,
                         help="record every N-th decision (default: the model's; 20 for advanced-ml)")
     parser.add_argument("--sim-requests", type=int, default=None, help="override the scenarios' request count "
@@ -164,6 +189,11 @@ def train_main(argv: list[str]) -> int:
             scs = time_scaled(scs, [float(k) for k in (args.sim_time_scales or sim.get("time_scales", "1")).split(",")])
         except ValueError as exc:
             return _err(f"--sim-time-scales: {exc}")
+        try:
+            scs = with_report_losses(scs, [float(x) for x in (args.sim_report_losses
+                                                             or sim.get("report_losses", "0")).split(",")])
+        except ValueError as exc:
+            return _err(f"--sim-report-losses: {exc}")
         bad = [s for s in seeds if s not in scenarios.TUNING_SEEDS]
         if bad:
             return _err(f"--sim-seeds must be tuning seeds (0-127), not {bad[:5]}")
@@ -195,6 +225,7 @@ def train_main(argv: list[str]) -> int:
     if args.from_sim:
         meta["data"]["simulator"] = {"scenarios": names, "seeds": args.sim_seeds,
                                      "time_scales": args.sim_time_scales or sim.get("time_scales", "1"),
+                                     "report_losses": args.sim_report_losses or sim.get("report_losses", "0"),
                                      "behaviours": args.sim_behaviours, "every": args.sim_every,
                                      "requests": args.sim_requests}
     root = args.out or str(artifacts.default_root())

@@ -129,6 +129,8 @@ def validate(sc: dict, origin: str = "scenario") -> None:
         fail("info.heartbeat_ms must be > 0 and report_delay_ms >= 0")
     if int(info.get("clients", 1)) < 1:
         fail("info.clients must be >= 1")
+    if not 0.0 <= float(info.get("report_loss", 0.0)) < 1.0:
+        fail("info.report_loss must be in [0, 1)")
 
 
 def server_count(sc: dict) -> int:

@@ -27,7 +27,8 @@ Information models:
 - ``registry``: heartbeats every ``heartbeat_ms`` carry the instance's true
   in-flight count, utilisation, qps, error rate and p50 service time over the
   interval; client reports reach the registry ``report_delay_ms`` after the
-  client saw the answer.
+  client saw the answer, and a fraction ``report_loss`` (default 0) never
+  does (in every model).
 - ``fresh``: the same, with immediate reports and heartbeats every 50 ms
   (the registry's dispatch compensation then makes in-flight exact but for
   requests on the wire).
@@ -82,6 +83,16 @@ def info_timing(info: dict) -> tuple[float, float]:
     if info["model"] == "fresh":
         return min(float(info.get("heartbeat_ms", 50.0)), 50.0) / 1000.0, 0.0
     return float(info.get("heartbeat_ms", 1000.0)) / 1000.0, float(info.get("report_delay_ms", 0.0)) / 1000.0
+
+
+def reports_lost(info: dict, seed: int, n: int) -> list[bool] | None:
+    """Which of ``n`` requests' client reports never reach the registry (callers
+    that crash, time out or skip reporting): a fraction ``info.report_loss``,
+    drawn from a stream of its own, so a scenario without loss is unchanged."""
+    loss = float(info.get("report_loss", 0.0))
+    if loss <= 0.0:
+        return None
+    return (np.random.default_rng([seed, 0x1055]).random(n) < loss).tolist()
 
 
 def _service_work_ms(rng: np.random.Generator, st: dict, n: int) -> np.ndarray:
@@ -197,6 +208,7 @@ class Simulation:
         client_of = rng.integers(0, clients, n_req).tolist() if clients > 1 else None
         timeout = float(sc["timeout_ms"]) / 1000.0
         heartbeat, report_delay = info_timing(info)
+        lost = reports_lost(info, self.seed, n_req)
         horizon = arrivals[-1]
 
         # --- views (one registry, or K independent ones) ---------------------
@@ -329,7 +341,8 @@ class Simulation:
                 done[r] = 1
                 finished += 1
                 latency_ms[r] = timeout * 1000.0
-                push(heap, (now + report_delay, seq, _REPORT, r, timeout * 1000.0, 0))
+                if lost is None or not lost[r]:
+                    push(heap, (now + report_delay, seq, _REPORT, r, timeout * 1000.0, 0))
                 seq += 1
                 continue
             now, _, kind, a, x, y = pop(heap)
@@ -379,7 +392,8 @@ class Simulation:
                 lat = (t_client - arrivals[r]) * 1000.0
                 latency_ms[r] = lat
                 ok[r] = success
-                push(heap, (t_client + report_delay, seq, _REPORT, r, lat, 1 if success else 0))
+                if lost is None or not lost[r]:
+                    push(heap, (t_client + report_delay, seq, _REPORT, r, lat, 1 if success else 0))
                 seq += 1
             elif kind == _REPORT:
                 r = a
