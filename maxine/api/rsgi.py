@@ -65,12 +65,17 @@ def asgi_scope(scope, kind: str, state: dict) -> dict:
     }
 
 
+def _headers(start: dict) -> list[tuple[str, str]]:
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start["headers"]]
+
+
 async def call_http(app, scope, proto, state: dict, wrap_send=None) -> None:
     """Serve one HTTP request with the ASGI ``app`` (its ``send`` passed through
     ``wrap_send`` when given)."""
     chunks = proto.__aiter__()
     more_body = True
     start = stream = None
+    answered = False  # a whole response went out, or a stream started
 
     async def receive():
         nonlocal more_body
@@ -84,21 +89,20 @@ async def call_http(app, scope, proto, state: dict, wrap_send=None) -> None:
         return {"type": "http.disconnect"}
 
     async def send(message):
-        nonlocal start, stream
+        nonlocal start, stream, answered
         kind = message["type"]
         if kind == "http.response.start":
             start = message
         elif kind == "http.response.body":
             body = message.get("body", b"")
             if stream is None:
-                if start is None:
-                    raise RuntimeError("http.response.body before http.response.start")
-                headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start["headers"]]
+                if start is None or answered:
+                    raise RuntimeError("http.response.body without a response start")
+                answered = True
                 if not message.get("more_body", False):
-                    proto.response_bytes(start["status"], headers, body)
-                    start = False  # answered
+                    proto.response_bytes(start["status"], _headers(start), body)
                     return
-                stream = proto.response_stream(start["status"], headers)
+                stream = proto.response_stream(start["status"], _headers(start))
             if body:
                 try:
                     await stream.send_bytes(body)
@@ -108,17 +112,17 @@ async def call_http(app, scope, proto, state: dict, wrap_send=None) -> None:
     try:
         await app(asgi_scope(scope, "http", state), receive, send if wrap_send is None else wrap_send(send))
     except Exception:
-        if start is None or (start and stream is None):  # nothing answered yet
+        if not answered:
             log.exception("unhandled error on %s %s", scope.method, scope.path)
             proto.response_bytes(500, JSON_HEADERS, INTERNAL)
         # else the app answered (a 500 from its error handler, which logged it) or the stream broke
         return
-    if start is None:
-        log.error("no response from the app on %s %s", scope.method, scope.path)
-        proto.response_bytes(500, JSON_HEADERS, INTERNAL)
-    elif start and stream is None:  # a start with no body message: an empty body
-        proto.response_bytes(start["status"], [(k.decode("latin-1"), v.decode("latin-1"))
-                                               for k, v in start["headers"]], b"")
+    if not answered:
+        if start is None:
+            log.error("no response from the app on %s %s", scope.method, scope.path)
+            proto.response_bytes(500, JSON_HEADERS, INTERNAL)
+        else:  # a start with no body message: an empty body
+            proto.response_bytes(start["status"], _headers(start), b"")
 
 
 async def call_websocket(app, scope, proto, state: dict) -> None:
