@@ -54,45 +54,45 @@ def scenario_by_name(name: str) -> dict:
     return scenarios.by_name(own if os.path.exists(own) else name)
 
 
+def _variants(scs: list[dict], values: list[float], neutral: float, tag: str, apply) -> list[dict]:
+    """Each scenario at each value: ``apply(copy, value)`` on a copy named
+    ``name@<tag><value>``; the ``neutral`` value is the scenario itself."""
+    import copy
+
+    out = []
+    for value in values:
+        for sc in scs:
+            if value == neutral:
+                out.append(sc)
+                continue
+            variant = copy.deepcopy(sc)
+            variant["name"] = f"{sc['name']}@{tag}{value:g}"
+            apply(variant, value)
+            out.append(variant)
+    return out
+
+
 def time_scaled(scs: list[dict], scales: list[float]) -> list[dict]:
     """Each scenario at each time scale K: service times × K (the arrival rate
     follows the capacity, so the utilisation is unchanged); K = 1 is the scenario itself."""
-    import copy
-
     if not scales or any(not (0.01 <= k <= 100.0) for k in scales):
         raise ValueError("each scale must be between 0.01 and 100")
-    out = []
-    for k in scales:
-        for sc in scs:
-            if k == 1.0:
-                out.append(sc)
-                continue
-            scaled = copy.deepcopy(sc)
-            scaled["name"] = f"{sc['name']}@x{k:g}"
-            scaled["service_time"]["mean_ms"] = float(sc["service_time"]["mean_ms"]) * k
-            out.append(scaled)
-    return out
+
+    def scale(sc, k):
+        sc["service_time"]["mean_ms"] = float(sc["service_time"]["mean_ms"]) * k
+    return _variants(scs, scales, 1.0, "x", scale)
 
 
 def with_report_losses(scs: list[dict], losses: list[float]) -> list[dict]:
     """Each scenario with each fraction of client reports lost (``info.report_loss``):
     callers that never report leave dispatches unanswered, which the model must
     not read as queued requests. 0 is the scenario itself."""
-    import copy
-
     if not losses or any(not (0.0 <= x < 1.0) for x in losses):
         raise ValueError("each loss must be in [0, 1)")
-    out = []
-    for x in losses:
-        for sc in scs:
-            if x == 0.0:
-                out.append(sc)
-                continue
-            lossy = copy.deepcopy(sc)
-            lossy["name"] = f"{sc['name']}@loss{x:g}"
-            lossy["info"]["report_loss"] = x
-            out.append(lossy)
-    return out
+
+    def lose(sc, x):
+        sc["info"]["report_loss"] = x
+    return _variants(scs, losses, 0.0, "loss", lose)
 
 
 def _err(msg: str) -> int:
