@@ -28,9 +28,12 @@ The picker (never a plain argmax over predictions across registries):
   a node whose decayed share of this strategy's recent dispatches exceeds
   ``cap`` × fair share (1/n) is skipped while any other candidate is under it;
   **one probe at a time** — old evidence against a node (errors, latency)
-  fades while nobody checks it, so it gets a probe; while that probe is
-  unanswered the full estimate stands, so a node that is still slow takes one
-  request, not a burst (an unanswered dispatch is forgotten after 30 s);
+  fades while nobody checks it (a node never answered: since it registered),
+  so it gets a probe; while the node has requests in flight (its load report,
+  plus this registry's dispatches and minus the results since) the full
+  estimate stands, so a node that is still slow takes one request, not a
+  burst — a dispatch whose report was lost does not hold it past the next
+  load report;
   **fallback** — without a usable model (missing, refused, stale by
   ``max_age_s``, or a forward pass that raised or returned non-finite values)
   the pick is made by ``p2c-peak-ewma`` and counted in ``fallbacks``.
@@ -470,18 +473,22 @@ class AdvancedML:
             penalty = self.error_penalty * err * typical
             base = faded = own + penalty
             lr = state.last_result_time
-            if lr is not None and now > lr:
+            if lr is None:  # never answered here: its estimate is the model's guess, checked by nobody
+                lr = node.registered_at
+            if now > lr:
                 if penalty > 0.0:
                     faded = own + penalty * exp(-(now - lr) / err_tau)
                 # exploration: an estimate nobody has checked for a while fades (as
                 # Peak-EWMA does), so a node that was slow gets a probe once it may
-                # have recovered instead of being starved on old evidence
+                # have recovered instead of being starved on old evidence (or, never
+                # tried, on a guess)
                 if now - lr > idle_s:
                     faded *= exp(-(now - lr - idle_s) / idle_tau)
-                # one probe at a time: while a dispatch to a faded node is unanswered,
-                # the old evidence stands (else a slow node takes a burst before the
-                # first probe's answer returns)
-                if faded < base and self.one_probe and state.outstanding.count(now):
+                # one probe at a time: while the faded node has requests in flight, the
+                # old evidence stands (else a slow node takes a burst before the first
+                # probe's answer returns); in_flight, not outstanding: a lost report
+                # leaves a dispatch outstanding until its TTL
+                if faded < base and self.one_probe and state.in_flight(now) > 0.0:
                     faded = base
             # slow start: a node that joined after its peers ramps up
             born = node.registered_at
