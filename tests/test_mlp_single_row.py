@@ -22,7 +22,7 @@ from maxine.registry import Pool
 from test_learned_features import random_states
 from test_learned_strategy import fleet, make_store
 
-SHIPPED = pathlib.Path(__file__).resolve().parents[1] / "models" / "advanced-ml" / "v3" / "weights.npz"
+SHIPPED = pathlib.Path(__file__).resolve().parents[1] / "models" / "advanced-ml" / "v4" / "weights.npz"
 
 
 def random_mlp(sizes, seed=0):

@@ -42,7 +42,7 @@ def sim_defaults(model: str) -> dict:
     if model == "advanced-ml":
         return {"scenarios": DEFAULT_SIM_SCENARIOS, "behaviours": DEFAULT_BEHAVIOURS, "seeds": "10-14",
                 "every": 20, "requests": None, "time_scales": "1,3",
-                "report_losses": "0,0.1"}
+                "report_losses": "0,0.05"}
     return trainer(model).SIM
 
 
@@ -133,7 +133,7 @@ def train_main(argv: list[str]) -> int:
                              "advanced-ml: 1,3)")
     parser.add_argument("--sim-report-losses", default=None, metavar="L,...",
                         help="also record each scenario with this fraction of client reports lost (default: the "
-                             "model's; advanced-ml: 0,0.1)")
+                             "model's; advanced-ml: 0,0.05)")
     parser.add_argument("--sim-every", type=int, default=None,
                         help="record every N-th decision (default: the model's; 20 for advanced-ml)")
     parser.add_argument("--sim-requests", type=int, default=None, help="override the scenarios' request count "
