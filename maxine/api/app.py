@@ -19,7 +19,8 @@ from ..settings import Settings
 from ..telemetry_recorder import install as install_telemetry_log
 from .events_routes import events_routes
 from .dashboard_routes import observability_routes
-from .fastpath import INTERNAL, FastPath
+from .asgi import INTERNAL
+from .fastpath import FastPath
 from .ml_routes import ml_routes
 from .operations import Maxine
 from .routes import core_routes, json_response

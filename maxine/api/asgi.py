@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
+INTERNAL = {"error": "Internal error (logged by the server); retry the request"}
 
 
 class BodyTooLarge(Exception):

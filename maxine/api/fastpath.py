@@ -15,13 +15,11 @@ import logging
 from time import perf_counter
 
 from . import asgi, rsgi
-from .asgi import BadJson, BodyTooLarge, encode, response
+from .asgi import INTERNAL, BadJson, BodyTooLarge, encode, response
 from .operations import Maxine
 from .routes import body_operations
 
 log = logging.getLogger("maxine.api")
-
-INTERNAL = {"error": "Internal error (logged by the server); retry the request"}
 
 
 class FastPath:

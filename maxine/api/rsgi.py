@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 from urllib.parse import unquote
 
-from .asgi import BodyTooLarge, check_length, loads
+from .asgi import INTERNAL, BodyTooLarge, check_length, encode, loads
 
 log = logging.getLogger("maxine.api")
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.3"}
 JSON_HEADERS = [("content-type", "application/json")]
-INTERNAL = b'{"error":"Internal error (logged by the server); retry the request"}'
+INTERNAL_BODY = encode(INTERNAL)
 
 
 def _address(text: str) -> tuple[str, int] | None:
@@ -114,13 +114,13 @@ async def call_http(app, scope, proto, state: dict, wrap_send=None) -> None:
     except Exception:
         if not answered:
             log.exception("unhandled error on %s %s", scope.method, scope.path)
-            proto.response_bytes(500, JSON_HEADERS, INTERNAL)
+            proto.response_bytes(500, JSON_HEADERS, INTERNAL_BODY)
         # else the app answered (a 500 from its error handler, which logged it) or the stream broke
         return
     if not answered:
         if start is None:
             log.error("no response from the app on %s %s", scope.method, scope.path)
-            proto.response_bytes(500, JSON_HEADERS, INTERNAL)
+            proto.response_bytes(500, JSON_HEADERS, INTERNAL_BODY)
         else:  # a start with no body message: an empty body
             proto.response_bytes(start["status"], _headers(start), b"")
 
