@@ -230,9 +230,10 @@ def bench(args) -> dict:
         wanted = args.strategies.split(",") if args.strategies else DEFAULT_STRATEGIES
         strategies = [s for s in wanted if s in valid]
         skipped = [s for s in wanted if s not in valid]
-        workloads = reference_workloads(ref, REFERENCE_NAMES[0], POST_REFERENCE_NAMES[0])
+        references = [(ref, REFERENCE_NAMES, POST_REFERENCE_NAMES)]
         if ref_rsgi is not None:
-            workloads += reference_workloads(ref_rsgi, RSGI_NAMES[0], RSGI_POST_NAMES[0])
+            references.append((ref_rsgi, RSGI_NAMES, RSGI_POST_NAMES))
+        workloads = [w for server, get, post in references for w in reference_workloads(server, get[0], post[0])]
         for strategy in strategies:
             paths = [f"/discover?serviceName=svc-{s}&loadBalancing={strategy}&clientId=c{s}&lat=41&lon=-2"
                      for s in range(args.services)]
@@ -249,10 +250,8 @@ def bench(args) -> dict:
                     rounds[name].append(run_wrk(server, name, "/", args, script))
             results = [merge(runs) for runs in rounds.values()]
         print("references again (drift check)", file=sys.stderr)
-        after = reference_workloads(ref, REFERENCE_NAMES[1], POST_REFERENCE_NAMES[1])
-        if ref_rsgi is not None:
-            after += reference_workloads(ref_rsgi, RSGI_NAMES[1], RSGI_POST_NAMES[1])
-        for name, server, script in after:
+        for name, server, script in [w for server, get, post in references
+                                     for w in reference_workloads(server, get[1], post[1])]:
             results.append(run_wrk(server, name, "/", args, script))
     return {"results": results, "skipped": skipped}
 

@@ -24,13 +24,6 @@ RESPONSE = {"type": "http.response.body", "body": BODY}
 HEADERS = [("content-type", "application/json")]
 
 
-class Reference:
-    async def __rsgi__(self, scope, proto):
-        if scope.method == "POST":  # read the body, as any write endpoint must
-            await proto()
-        proto.response_bytes(200, HEADERS, BODY)
-
-
 async def asgi_app(scope, receive, send):
     if scope["type"] == "lifespan":
         while True:
@@ -50,7 +43,15 @@ async def asgi_app(scope, receive, send):
     await send(RESPONSE)
 
 
-Reference.__call__ = staticmethod(asgi_app)
+class Reference:
+    """The reference app, callable as ASGI (``asgi_app``) and as RSGI."""
+
+    __call__ = staticmethod(asgi_app)
+
+    async def __rsgi__(self, scope, proto):
+        if scope.method == "POST":  # read the body, as any write endpoint must
+            await proto()
+        proto.response_bytes(200, HEADERS, BODY)
 
 
 def main(argv=None) -> int:

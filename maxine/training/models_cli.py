@@ -165,6 +165,8 @@ def train_main(argv: list[str]) -> int:
     module = trainer(args.model)
     sim = sim_defaults(args.model)
     args.sim_seeds = args.sim_seeds or sim["seeds"]
+    args.sim_time_scales = args.sim_time_scales or sim.get("time_scales", "1")
+    args.sim_report_losses = args.sim_report_losses or sim.get("report_losses", "0")
     args.sim_behaviours = args.sim_behaviours or ",".join(sim["behaviours"])
     args.sim_every = args.sim_every or sim["every"]
     args.sim_requests = args.sim_requests or sim["requests"]
@@ -186,12 +188,11 @@ def train_main(argv: list[str]) -> int:
             for sc in scs:
                 sc["requests"] = args.sim_requests
         try:
-            scs = time_scaled(scs, [float(k) for k in (args.sim_time_scales or sim.get("time_scales", "1")).split(",")])
+            scs = time_scaled(scs, [float(k) for k in args.sim_time_scales.split(",")])
         except ValueError as exc:
             return _err(f"--sim-time-scales: {exc}")
         try:
-            scs = with_report_losses(scs, [float(x) for x in (args.sim_report_losses
-                                                             or sim.get("report_losses", "0")).split(",")])
+            scs = with_report_losses(scs, [float(x) for x in args.sim_report_losses.split(",")])
         except ValueError as exc:
             return _err(f"--sim-report-losses: {exc}")
         bad = [s for s in seeds if s not in scenarios.TUNING_SEEDS]
@@ -224,8 +225,8 @@ def train_main(argv: list[str]) -> int:
     meta = result["metadata"]
     if args.from_sim:
         meta["data"]["simulator"] = {"scenarios": names, "seeds": args.sim_seeds,
-                                     "time_scales": args.sim_time_scales or sim.get("time_scales", "1"),
-                                     "report_losses": args.sim_report_losses or sim.get("report_losses", "0"),
+                                     "time_scales": args.sim_time_scales,
+                                     "report_losses": args.sim_report_losses,
                                      "behaviours": args.sim_behaviours, "every": args.sim_every,
                                      "requests": args.sim_requests}
     root = args.out or str(artifacts.default_root())
