@@ -1,10 +1,12 @@
 """``maxine bench http``'s bookkeeping: rounds of one workload merge into one
 result, the POST endpoints are compared with both references, and bad
-arguments are refused before anything starts."""
+arguments are refused before anything starts; the references are sent the
+same requests as the workloads they are compared with."""
 
 import math
 
-from maxine.bench.http import Result, bench_http_main, merge, summarise
+from maxine.bench.http import (Result, _lua, bench_http_main, discover_paths, merge, reference_workloads, summarise,
+                                write_workloads)
 
 
 def test_rounds_merge_into_one_result():
@@ -48,3 +50,12 @@ def test_bad_arguments_are_refused(capsys):
     assert "at least 1" in capsys.readouterr().err
     assert bench_http_main(["--writes", "heartbeat,nope"]) == 2
     assert "unknown --writes nope" in capsys.readouterr().err
+
+
+def test_references_get_the_same_requests_as_what_they_are_compared_with():
+    population = [{"serviceName": f"svc-{s}", "host": "127.0.0.1", "port": 20000 + s, "nodeId": f"svc-{s}:127.0.0.1"}
+                  for s in range(3)]
+    get, post = reference_workloads("ref", "reference", "reference POST", 3, [b["nodeId"] for b in population])
+    assert get[:2] == ("reference", "ref") and get[2] == _lua("GET", discover_paths("round-robin", 3))
+    writes = {name: script for name, _, script in write_workloads("srv", population, ["record-response-time"])}
+    assert post[:2] == ("reference POST", "ref") and post[2] == writes["POST /record-response-time"]

@@ -174,8 +174,9 @@ def bench(args) -> dict:
     with maxine_server(env=env) as srv:
         time.sleep(1.0)
         cold = rss_kib(srv.pid)
-        httpx.post(srv.url + "/register", json={"serviceName": "probe", "host": "127.0.0.1", "port": 1, "ttl": 3600})
-        ml_loaded = warm_up(srv, "probe")
+        probe = httpx.post(srv.url + "/register", json={"serviceName": "probe", "host": "127.0.0.1", "port": 1,
+                                                        "ttl": 3600}).json()["nodeId"]
+        ml_loaded = warm_up(srv, "probe", [probe])
         empty = rss_kib(srv.pid)
         resident = {}
         sizes, rows = [0, *sorted({s for s in (1000, 10000, args.instances) if s <= args.instances})], []

@@ -476,7 +476,7 @@ def _warm(server) -> None:
     import httpx
 
     (body,) = register_population(server.url, 1, 1)
-    warm_up(server, body["serviceName"])
+    warm_up(server, body["serviceName"], [body["nodeId"]])
     httpx.request("DELETE", server.url + "/deregister", timeout=10,
                   json={"serviceName": body["serviceName"], "nodeId": body["nodeId"]}).raise_for_status()
     if not ml_stack_loaded(server.pid):
