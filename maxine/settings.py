@@ -18,6 +18,17 @@ def _bool(text: str) -> bool:
     raise ValueError(f"expected true/false, got {text!r}")
 
 
+def _names(text: str) -> str:
+    """A comma-separated list of load-balancing strategies, each one that exists."""
+    from .balancers import factories  # here: settings must not import the strategies to be read
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in factories()]
+    if unknown:
+        raise ValueError(f"unknown strategies {', '.join(unknown)}; choose from {', '.join(sorted(factories()))}")
+    return ",".join(dict.fromkeys(names))
+
+
 def _setting(default, help: str, parse=None, choices=None):
     return field(default=default, metadata={"help": help, "parse": parse, "choices": choices})
 
@@ -32,6 +43,7 @@ class Settings:
                               choices=("rsgi", "asgi"))
     log_level: str = _setting("info", "Log level.", choices=("critical", "error", "warning", "info", "debug"))
     access_log: bool = _setting(False, "Log every request (costs about 10 % of throughput).", parse=_bool)
+    strategies: str = _setting("", "Comma-separated load-balancing strategies this server offers; the first is the default for a /discover without loadBalancing (empty: every built-in, round-robin the default). A strategy not offered costs nothing per client report.", parse=_names)
     heartbeat_timeout: float = _setting(30.0, "Default lease TTL in seconds; an instance may override it with `ttl` at register.")
     sweep_interval: float = _setting(0.2, "Seconds between lease sweeps (expired instances are never served even before the sweep).")
     dispatch_ttl: float = _setting(30.0, "Seconds after which a dispatch never reported back stops counting as in flight.")
@@ -82,8 +94,7 @@ class Settings:
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         for f in fields(cls):
             flag = "--" + f.name.replace("_", "-")
-            kind = f.metadata["parse"] or type(f.default)
-            parser.add_argument(flag, dest=f.name, default=None, type=kind, choices=f.metadata["choices"],
+            parser.add_argument(flag, dest=f.name, default=None, type=_argument_type(f), choices=f.metadata["choices"],
                                 help=f"{f.metadata['help']} [env {cls.env_name(f.name)}, default {f.default}]".replace("%", "%%"))
 
     @classmethod
@@ -95,6 +106,21 @@ class Settings:
         """(flag, environment variable, default, meaning) rows for the docs."""
         return [("--" + f.name.replace("_", "-"), cls.env_name(f.name), str(f.default), f.metadata["help"])
                 for f in fields(cls)]
+
+
+def _argument_type(f):
+    """The setting's parser for argparse, which shows an ArgumentTypeError's message."""
+    parse = f.metadata["parse"]
+    if parse is None:
+        return type(f.default)
+
+    def convert(raw: str):
+        try:
+            return parse(raw)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    convert.__name__ = parse.__name__
+    return convert
 
 
 def _convert(f, raw: str):

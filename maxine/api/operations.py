@@ -14,7 +14,6 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from .. import balancers
 from ..balancers import Balancers, PickContext
 from ..registry import CallGraph, Registry
 from ..registry.encoding import dumps_kept
@@ -59,7 +58,7 @@ class Maxine:
         self.settings = settings or Settings()
         self.clock = clock
         self.registry = registry or Registry(self.settings.heartbeat_timeout, clock, self.settings.dispatch_ttl)
-        self.balancers = Balancers()
+        self.balancers = Balancers(self.settings.strategies.split(",") if self.settings.strategies else None)
         self.calls = CallGraph()
         self.rng = rng or random.Random()
         self.started = clock()
@@ -95,7 +94,7 @@ class Maxine:
             return error(400, "Missing serviceName")
         if validation.service_name(name) is None:
             return error(400, "Invalid serviceName: 1-100 characters of letters, digits, '.', '_' or '-'")
-        strategy = params.get("loadBalancing") or balancers.DEFAULT
+        strategy = params.get("loadBalancing") or self.balancers.default
         if self.balancers.get(strategy) is None:
             return error(400, f"Unknown loadBalancing strategy: {strategy[:100]!r}",
                          validStrategies=self.balancers.names())

@@ -47,11 +47,16 @@ def _load_entry_points() -> None:
 
 
 class Balancers:
-    """The strategy objects of one app or one simulation run."""
+    """The strategy objects of one app or one simulation run: every registered
+    strategy, or ``names`` (the first is then the default)."""
 
     def __init__(self, names=None):
         available = factories()
-        chosen = available if names is None else {n: available[n] for n in names}
+        unknown = [n for n in names or () if n not in available]
+        if unknown:
+            raise ValueError(f"unknown strategies {', '.join(unknown)}; choose from {', '.join(sorted(available))}")
+        chosen = available if not names else {n: available[n] for n in names}
+        self.default = names[0] if names else DEFAULT
         self.strategies: dict[str, Strategy] = {name: factory() for name, factory in chosen.items()}
         self.observers = [s for s in self.strategies.values() if hasattr(s, "learn_one")]
 

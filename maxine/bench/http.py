@@ -225,6 +225,7 @@ def wrk_discover(server: ServerProcess, service: str, seconds: int) -> dict:
 
 def bench(args) -> dict:
     server_args = ["--server", args.server, "--interface", args.interface]
+    offered = ["--strategies", args.server_strategies] if args.server_strategies else []
     rsgi = args.server == "granian" and args.interface == "rsgi"
     print(f"reference (raw ASGI{', and RSGI' if rsgi else ''}) and maxine serve {' '.join(server_args)}: "
           f"{args.services} services x {args.instances} instances", file=sys.stderr)
@@ -232,7 +233,7 @@ def bench(args) -> dict:
         ref = stack.enter_context(server_process(["maxine.bench.reference", "--server", args.server,
                                                   "--interface", "asgi"]))
         ref_rsgi = stack.enter_context(server_process(["maxine.bench.reference", *server_args])) if rsgi else None
-        srv = stack.enter_context(maxine_server(server_args))
+        srv = stack.enter_context(maxine_server(server_args + offered))
         population = register_population(srv.url, args.services, args.instances)
         # the ML hub's first forecast imports statsmodels and scipy (seconds of CPU, once per
         # process): measured inside a strategy's window it cost that strategy up to 40 %
@@ -402,6 +403,9 @@ def bench_http_main(argv: list[str]) -> int:
     parser.add_argument("--services", type=int, default=10)
     parser.add_argument("--instances", type=int, default=10)
     parser.add_argument("--strategies", help="comma-separated (default: every built-in that the server offers)")
+    parser.add_argument("--server-strategies",
+                        help="the strategies maxine offers (maxine serve --strategies; default: every built-in); "
+                             "a client report feeds only those that learn")
     parser.add_argument("--writes", help=f"comma-separated POST workloads of {','.join(WRITES)} (default: all)")
     parser.add_argument("--server", choices=("granian", "uvicorn"), default="granian")
     parser.add_argument("--interface", choices=("rsgi", "asgi"), default="rsgi",
