@@ -1,7 +1,7 @@
 """The raw layer in front of the FastAPI app, for ASGI and for granian's RSGI.
 
 The hot routes (discover, and the JSON-body writes: register, heartbeat,
-deregister, record-response-time, record-call) are answered here without routing, dependency injection or pydantic: a dict
+deregister, record-response-time(s), record-call) are answered here without routing, dependency injection or pydantic: a dict
 lookup on (method, path), orjson, pre-built bodies. Everything else, and any
 route when the fast path is disabled, goes to the FastAPI app, which serves
 the same operations and documents them at ``/docs``. Both interfaces share

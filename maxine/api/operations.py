@@ -230,6 +230,30 @@ class Maxine:
             self.recorder.result(now, node, latency_ms, success)
         return 200, SUCCESS
 
+    def record_response_times(self, body) -> tuple[int, dict]:
+        """A batch of reports, applied in order as ``record_response_time`` would apply
+        each, with one batched model pass at the end (no pick can run in between, so
+        the scores are those of one report at a time). All or nothing when a report
+        is malformed; reports for unknown nodes are skipped and named."""
+        try:
+            reports = validation.response_times(body)
+        except Invalid as exc:
+            return invalid(exc)
+        now = self.clock()
+        registry, balancers, recorder = self.registry, self.balancers, self.recorder
+        unknown = []
+        for node_id, latency_ms, success in reports:
+            node = registry.get(node_id)
+            if node is None:
+                unknown.append(node_id)
+                continue
+            node.state.on_result(latency_ms, success, now)
+            balancers.note_one(node, latency_ms, success, now)
+            if recorder is not None:
+                recorder.result(now, node, latency_ms, success)
+        balancers.settle(now)
+        return 200, {"success": True, "recorded": len(reports) - len(unknown), "unknownNodeIds": unknown[:100]}
+
     def record_call(self, body) -> tuple[int, dict | bytes]:
         try:
             caller, called = validation.call_edge(body)

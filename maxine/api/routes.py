@@ -46,6 +46,12 @@ RESPONSE_TIME_BODY = body_schema(
     {**NODE_ID, "responseTime": {"type": "number", "minimum": 0, "description": "milliseconds"},
      "success": {"type": "boolean", "default": True}, "statusCode": {"type": "integer"}},
     {"nodeId": "orders:10.0.0.5:8080", "responseTime": 14.2, "success": True})
+RESPONSE_TIMES_BODY = body_schema(
+    ["reports"],
+    {"reports": {"type": "array", "minItems": 1, "maxItems": 1000,
+                 "items": RESPONSE_TIME_BODY["requestBody"]["content"]["application/json"]["schema"]}},
+    {"reports": [{"nodeId": "orders:10.0.0.5:8080", "responseTime": 14.2, "success": True},
+                 {"nodeId": "orders:10.0.0.6:8080", "responseTime": 210.0, "success": False, "statusCode": 503}]})
 CALL_BODY = body_schema(["callerService", "calledService"],
                         {"callerService": {"type": "string"}, "calledService": {"type": "string"}},
                         {"callerService": "web", "calledService": "orders"})
@@ -60,6 +66,8 @@ BODY_ROUTES = [
     ("DELETE", "/deregister", "deregister", DEREGISTER_BODY, "registry", "Remove an instance (idempotent, terminal)"),
     ("POST", "/record-response-time", "record_response_time", RESPONSE_TIME_BODY, "telemetry",
      "Report how a call to an instance went"),
+    ("POST", "/record-response-times", "record_response_times", RESPONSE_TIMES_BODY, "telemetry",
+     "Report how several calls went, in order, in one request (up to 1000; the Python clients batch this way)"),
     ("POST", "/record-call", "record_call", CALL_BODY, "telemetry",
      "Record a caller → called edge of the dependency graph"),
 ]

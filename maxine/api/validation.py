@@ -183,6 +183,28 @@ def response_time(body) -> tuple[str, float, bool]:
     return nid, float(latency), success
 
 
+MAX_REPORTS = 1000  # per POST /record-response-times
+
+
+def response_times(body) -> list[tuple[str, float, bool]]:
+    """``{"reports": [report, ...]}``: each report as :func:`response_time` reads one;
+    a problem names the report (``reports[3].responseTime: ...``)."""
+    reports = _object(body).get("reports")
+    if not isinstance(reports, list) or not 1 <= len(reports) <= MAX_REPORTS:
+        raise Invalid([f"reports: required, a list of 1 to {MAX_REPORTS} reports"])
+    cleaned, problems = [], []
+    for i, report in enumerate(reports):
+        try:
+            cleaned.append(response_time(report))
+        except Invalid as exc:
+            problems.extend(f"reports[{i}].{detail}" for detail in exc.details)
+            if len(problems) >= 20:
+                break
+    if problems:
+        raise Invalid(problems[:20])
+    return cleaned
+
+
 def call_edge(body) -> tuple[str, str]:
     body = _object(body)
     problems: list[str] = []

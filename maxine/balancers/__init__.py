@@ -71,6 +71,19 @@ class Balancers:
         for strategy in self.observers:
             strategy.learn_one(node, latency_ms, success, now)
 
+    def note_one(self, node, latency_ms: float, success: bool, now: float) -> None:
+        """:meth:`learn_one` for one outcome of a batch: a strategy with ``note_one``
+        leaves its heavy part for :meth:`settle`, which must follow the batch."""
+        for strategy in self.observers:
+            getattr(strategy, "note_one", strategy.learn_one)(node, latency_ms, success, now)
+
+    def settle(self, now: float) -> None:
+        """After a batch of :meth:`note_one`: the deferred parts, once each."""
+        for strategy in self.observers:
+            settle = getattr(strategy, "settle", None)
+            if settle is not None:
+                settle(now)
+
 
 def _client_key(ctx: PickContext):
     return ctx.client_key

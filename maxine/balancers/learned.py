@@ -319,6 +319,28 @@ class AdvancedML:
             return 0
         return len(nodes)
 
+    def _fast_error(self, node, latency_ms, success):
+        extra = node.state.extra
+        x = 0.0
+        if not success:
+            c = extra.get(CACHE_KEY)
+            x = 1.0 if c is None or c[3] <= 0.0 else min(1.0, max(0.0, 1.0 - latency_ms / c[3]))
+        v = extra.get(FERR_KEY, 0.0)
+        extra[FERR_KEY] = v + 0.1 * (x - v)
+
+    def note_one(self, node, latency_ms, success, now):
+        """:meth:`learn_one` within a batch of reports: the node joins the out-of-date
+        ones, and :meth:`settle` re-scores them all in one forward pass."""
+        if self.store is None or self.store.current is None:
+            return
+        if self.fast_errors:
+            self._fast_error(node, latency_ms, success)
+        self._pending[id(node)] = node
+
+    def settle(self, now):
+        """The end of a batch of reports: re-score every out-of-date node. Never raises."""
+        self.refresh_pending(now, len(self._pending))
+
     def learn_one(self, node, latency_ms, success, now):
         """A client report changed the node's telemetry: refresh its cached score
         and the out-of-date ones (off the discovery path). Never raises."""
@@ -326,13 +348,7 @@ class AdvancedML:
         if model is None:
             return
         if self.fast_errors:
-            extra = node.state.extra
-            x = 0.0
-            if not success:
-                c = extra.get(CACHE_KEY)
-                x = 1.0 if c is None or c[3] <= 0.0 else min(1.0, max(0.0, 1.0 - latency_ms / c[3]))
-            v = extra.get(FERR_KEY, 0.0)
-            extra[FERR_KEY] = v + 0.1 * (x - v)
+            self._fast_error(node, latency_ms, success)
         pending = self._pending
         if pending:
             pending[id(node)] = node
