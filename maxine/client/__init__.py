@@ -3,6 +3,13 @@
 Both build requests and read answers through the same functions below; the
 two classes only differ in how they do I/O and run the heartbeat loop.
 
+``call`` does not wait for its report: ``report_later`` queues it, and one
+sender (a thread, or an asyncio task) posts whatever is queued as one
+``POST /record-response-times`` as soon as the previous one is answered, so
+reports batch themselves under load and cost the caller no round trip.
+``flush`` waits until they are sent; ``close`` flushes. A batch the registry
+refuses or cannot be reached for is logged and counted in ``reports_dropped``.
+
     with MaxineClient("http://127.0.0.1:8080") as maxine:
         maxine.register("orders", "10.0.0.5", 8080, metadata={"version": "1.2.0"})
         reply = maxine.call("payments", lambda inst: httpx.get(f"http://{inst['address']}/pay"),
@@ -89,6 +96,13 @@ def _read(response: httpx.Response, unavailable_on_404: bool = False):
     return payload
 
 
+MAX_BATCH = 1000  # reports per POST /record-response-times (the server's limit)
+
+
+def _reports_body(batch: list[dict]) -> dict:
+    return {"reports": batch}
+
+
 def _heartbeat_interval(ttl: float | None, heartbeat_interval: float | None) -> float:
     if heartbeat_interval is not None:
         return heartbeat_interval
@@ -108,6 +122,11 @@ class MaxineClient:
         self.registrations: list[Registration] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._queued: list[dict] = []  # reports waiting for the sender thread
+        self._sending = 0  # reports in the batch being posted
+        self._reports = threading.Condition()
+        self._sender: threading.Thread | None = None
+        self.reports_dropped = 0
 
     # registration and heartbeats
     def register(self, service_name: str, host: str, port: int, metadata: dict | None = None,
@@ -171,6 +190,40 @@ class MaxineClient:
         _read(self.http.post("/record-response-time",
                              json=_report_body(node_id, response_time_ms, success, status_code)))
 
+    def report_later(self, node_id: str, response_time_ms: float, success: bool = True,
+                     status_code: int | None = None) -> None:
+        """Queue a report for the sender thread (see the module doc); returns at once."""
+        with self._reports:
+            self._queued.append(_report_body(node_id, response_time_ms, success, status_code))
+            if self._sender is None:
+                self._sender = threading.Thread(target=self._send_reports, name="maxine-reports", daemon=True)
+                self._sender.start()
+            self._reports.notify_all()
+
+    def _send_reports(self) -> None:
+        while True:
+            with self._reports:
+                while not self._queued and not self._stop.is_set():
+                    self._reports.wait()
+                if not self._queued:
+                    return
+                batch = self._queued[:MAX_BATCH]
+                del self._queued[:MAX_BATCH]
+                self._sending = len(batch)
+            try:
+                _read(self.http.post("/record-response-times", json=_reports_body(batch)))
+            except (httpx.HTTPError, MaxineError) as exc:
+                self.reports_dropped += len(batch)
+                log.warning("%d reports not recorded: %s", len(batch), exc)
+            with self._reports:
+                self._sending = 0
+                self._reports.notify_all()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every queued report is sent; False if ``timeout`` passed first."""
+        with self._reports:
+            return self._reports.wait_for(lambda: not self._queued and not self._sending, timeout)
+
     def record_call(self, caller_service: str, called_service: str) -> None:
         _read(self.http.post("/record-call", json={"callerService": caller_service, "calledService": called_service}))
 
@@ -184,17 +237,20 @@ class MaxineClient:
         try:
             result = fn(instance)
         except BaseException:
-            self.report(instance["nodeId"], (time.perf_counter() - start) * 1000.0, success=False)
+            self.report_later(instance["nodeId"], (time.perf_counter() - start) * 1000.0, success=False)
             raise
         elapsed = (time.perf_counter() - start) * 1000.0
         status = _status_of(result)
         ok = success(result) if success else not (status is not None and status >= 500)
-        self.report(instance["nodeId"], elapsed, success=ok, status_code=status)
+        self.report_later(instance["nodeId"], elapsed, success=ok, status_code=status)
         return result
 
     def close(self) -> None:
-        """Stop heartbeats and deregister what this client registered."""
+        """Send the queued reports, stop heartbeats and deregister what this client registered."""
+        self.flush(timeout=10)
         self._stop.set()
+        with self._reports:
+            self._reports.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=5)
         for reg in self.registrations:
@@ -220,6 +276,9 @@ class AsyncMaxineClient:
         self.http = httpx.AsyncClient(base_url=base_url, timeout=timeout, **httpx_options)
         self.registrations: list[Registration] = []
         self._tasks: list[asyncio.Task] = []
+        self._queued: list[dict] = []  # reports waiting for the sender task
+        self._sender: asyncio.Task | None = None  # runs while reports are queued
+        self.reports_dropped = 0
 
     async def register(self, service_name: str, host: str, port: int, metadata: dict | None = None,
                        ttl: float | None = None, heartbeat_interval: float | None = None,
@@ -268,6 +327,28 @@ class AsyncMaxineClient:
         _read(await self.http.post("/record-response-time",
                                    json=_report_body(node_id, response_time_ms, success, status_code)))
 
+    def report_later(self, node_id: str, response_time_ms: float, success: bool = True,
+                     status_code: int | None = None) -> None:
+        """Queue a report for the sender task (see the module doc); returns at once."""
+        self._queued.append(_report_body(node_id, response_time_ms, success, status_code))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_reports())
+
+    async def _send_reports(self) -> None:
+        while self._queued:
+            batch = self._queued[:MAX_BATCH]
+            del self._queued[:MAX_BATCH]
+            try:
+                _read(await self.http.post("/record-response-times", json=_reports_body(batch)))
+            except (httpx.HTTPError, MaxineError) as exc:
+                self.reports_dropped += len(batch)
+                log.warning("%d reports not recorded: %s", len(batch), exc)
+
+    async def flush(self) -> None:
+        """Wait until every queued report is sent."""
+        while self._sender is not None and not self._sender.done():
+            await asyncio.shield(self._sender)
+
     async def record_call(self, caller_service: str, called_service: str) -> None:
         _read(await self.http.post("/record-call",
                                    json={"callerService": caller_service, "calledService": called_service}))
@@ -279,15 +360,17 @@ class AsyncMaxineClient:
         try:
             result = await fn(instance)
         except BaseException:
-            await self.report(instance["nodeId"], (time.perf_counter() - start) * 1000.0, success=False)
+            self.report_later(instance["nodeId"], (time.perf_counter() - start) * 1000.0, success=False)
             raise
         elapsed = (time.perf_counter() - start) * 1000.0
         status = _status_of(result)
         ok = success(result) if success else not (status is not None and status >= 500)
-        await self.report(instance["nodeId"], elapsed, success=ok, status_code=status)
+        self.report_later(instance["nodeId"], elapsed, success=ok, status_code=status)
         return result
 
     async def aclose(self) -> None:
+        """Send the queued reports, stop heartbeats and deregister what this client registered."""
+        await self.flush()
         for reg in self.registrations:
             reg.stopped = True
         for task in self._tasks:
