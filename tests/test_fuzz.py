@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 from conftest import run_server
 
 BODY_ENDPOINTS = [("POST", "/register"), ("POST", "/heartbeat"), ("DELETE", "/deregister"),
-                  ("POST", "/record-response-time"), ("POST", "/record-call")]
+                  ("POST", "/record-response-time"), ("POST", "/record-response-times"), ("POST", "/record-call")]
 KEYS = ["serviceName", "host", "port", "metadata", "nodeId", "ttl", "inFlight", "cpu", "qps", "errorRate",
         "latencyMs", "responseTime", "success", "statusCode", "callerService", "calledService",
-        "version", "weight", "tags", "healthCheck", "lat", "lon", "cost", "zone", "region"]
+        "version", "weight", "tags", "healthCheck", "lat", "lon", "cost", "zone", "region", "reports"]
 
 weird_text = st.text(alphabet=st.characters(codec="utf-8"), max_size=40) | st.sampled_from(
     ["", " ", "\u0000", "\u202e", "a" * 300, "fuzz", "fuzz:127.0.0.1:1", "../etc", "1e309", "NaN"])

@@ -235,8 +235,8 @@ class Maxine:
     def record_response_times(self, body) -> tuple[int, dict]:
         """A batch of reports, applied in order as ``record_response_time`` would apply
         each, with one batched model pass at the end (no pick can run in between, so
-        the scores are those of one report at a time). All or nothing when a report
-        is malformed; reports for unknown nodes are skipped and named."""
+        each node's score is the one its last report would leave). All or nothing when
+        a report is malformed; reports for unknown nodes are skipped and named."""
         try:
             reports = validation.response_times(body)
         except Invalid as exc:

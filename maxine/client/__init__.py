@@ -103,6 +103,12 @@ def _reports_body(batch: list[dict]) -> dict:
     return {"reports": batch}
 
 
+def _dropped(client, batch: list[dict], exc: Exception) -> None:
+    """A batch the registry refused or could not be reached for: counted and logged."""
+    client.reports_dropped += len(batch)
+    log.warning("%d reports not recorded: %s: %s", len(batch), type(exc).__name__, exc)
+
+
 def _heartbeat_interval(ttl: float | None, heartbeat_interval: float | None) -> float:
     if heartbeat_interval is not None:
         return heartbeat_interval
@@ -212,9 +218,8 @@ class MaxineClient:
                 self._sending = len(batch)
             try:
                 _read(self.http.post("/record-response-times", json=_reports_body(batch)))
-            except (httpx.HTTPError, MaxineError) as exc:
-                self.reports_dropped += len(batch)
-                log.warning("%d reports not recorded: %s", len(batch), exc)
+            except Exception as exc:  # the sender must outlive any failure
+                _dropped(self, batch, exc)
             with self._reports:
                 self._sending = 0
                 self._reports.notify_all()
@@ -340,9 +345,8 @@ class AsyncMaxineClient:
             del self._queued[:MAX_BATCH]
             try:
                 _read(await self.http.post("/record-response-times", json=_reports_body(batch)))
-            except (httpx.HTTPError, MaxineError) as exc:
-                self.reports_dropped += len(batch)
-                log.warning("%d reports not recorded: %s", len(batch), exc)
+            except Exception as exc:  # the sender must outlive any failure
+                _dropped(self, batch, exc)
 
     async def flush(self) -> None:
         """Wait until every queued report is sent."""
