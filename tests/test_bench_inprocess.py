@@ -12,7 +12,7 @@ def test_runs_discoveries_through_the_app(capsys):
 
 
 def test_runs_the_post_workloads_through_the_app():
-    for workload in ("heartbeat", "record-response-time", "reference-post"):
+    for workload in ("heartbeat", "record-response-time", "record-response-times", "reference-post"):
         assert inprocess.main([workload, "300"]) == 0, workload
 
 

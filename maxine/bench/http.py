@@ -279,6 +279,12 @@ def write_body(workload: str, node_id: str) -> dict:
     return {"nodeId": node_id, "responseTime": 12.5}
 
 
+def batch_body(node_ids: list[str], i: int) -> dict:
+    """The i-th ``POST /record-response-times`` body: ``BATCH`` reports, rotating over ``node_ids``."""
+    return {"reports": [write_body("record-response-time", node_ids[(i * BATCH + k) % len(node_ids)])
+                        for k in range(BATCH)]}
+
+
 def discover_paths(strategy: str, services: int) -> list[str]:
     """The ``/discover`` request lines of one strategy's workload, one per service."""
     return [f"/discover?serviceName=svc-{s}&loadBalancing={strategy}&clientId=c{s}&lat=41&lon=-2"
@@ -301,9 +307,7 @@ def write_workloads(srv: ServerProcess, population: list[dict], writes: list[str
         "heartbeat": ("POST /heartbeat", [json.dumps(write_body("heartbeat", n)) for n in node_ids]),
         "record-response-time": ("POST /record-response-time",
                                  [json.dumps(write_body("record-response-time", n)) for n in node_ids]),
-        "record-response-times": (BATCHED,
-                                  [json.dumps({"reports": [write_body("record-response-time", node_ids[(i * BATCH + k) % len(node_ids)])
-                                                           for k in range(BATCH)]}) for i in range(len(node_ids))]),
+        "record-response-times": (BATCHED, [json.dumps(batch_body(node_ids, i)) for i in range(len(node_ids))]),
         "register": ("POST /register (refresh)",
                      [json.dumps({k: v for k, v in b.items() if k != "nodeId"}) for b in population]),
     }

@@ -7,8 +7,9 @@ count instructions on (repeatable on a busy machine, unlike time).
 
 WORKLOAD is a built-in strategy (``GET /discover`` with it), ``reference`` (the
 raw ASGI reference app, GET), ``reference-post`` (the reference reading a POST
-body), ``heartbeat`` or ``record-response-time`` (``maxine bench http``'s POST
-bodies, rotating over the population). The population is 10 services × 10
+body), ``heartbeat``, ``record-response-time`` or ``record-response-times``
+(``maxine bench http``'s POST bodies, rotating over the population; the last
+carries 16 reports per request). The population is 10 services × 10
 instances; before the POST workloads every strategy has discovered every
 service (so the learning strategies have per-node state, as in ``maxine bench
 http``, where the POSTs run after the discoveries). A fake clock advances 25 µs
@@ -28,10 +29,10 @@ from ..api.app import create_app
 from ..api.operations import Maxine
 from ..settings import Settings
 from . import reference
-from .http import write_body
+from .http import batch_body, write_body
 
 POST_PATHS = {"heartbeat": "/heartbeat", "record-response-time": "/record-response-time",
-              "reference-post": "/"}
+              "record-response-times": "/record-response-times", "reference-post": "/"}
 
 
 def discover_scope(strategy: str, service: int) -> dict:
@@ -44,7 +45,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
         print("usage: python -m maxine.bench.inprocess STRATEGY|reference|reference-post|heartbeat|"
-              "record-response-time REQUESTS", file=sys.stderr)
+              "record-response-time|record-response-times REQUESTS", file=sys.stderr)
         return 2
     which, n = argv[0], int(argv[1])
     now = [1_800_000_000.0]
@@ -66,8 +67,9 @@ def main(argv=None) -> int:
         scopes = [{"type": "http", "method": "POST", "path": POST_PATHS[which],
                    "headers": [(b"content-type", b"application/json")], "query_string": b""}
                   for _ in node_ids]
-        messages = [{"type": "http.request", "body": orjson.dumps(write_body(which, nid)), "more_body": False}
-                    for nid in node_ids]
+        bodies = ([batch_body(node_ids, i) for i in range(len(node_ids))] if which == "record-response-times"
+                  else [write_body(which, nid) for nid in node_ids])
+        messages = [{"type": "http.request", "body": orjson.dumps(body), "more_body": False} for body in bodies]
     else:
         if which == "reference":
             app = reference.asgi_app
@@ -88,7 +90,7 @@ def main(argv=None) -> int:
                 await app(discover_scope(strategy, s), receive, send)
 
     async def run():
-        if which in ("heartbeat", "record-response-time"):
+        if which in ("heartbeat", "record-response-time", "record-response-times"):
             await warm_up()
         learned = maxine.balancers.get("advanced-ml")
         errors = maxine.errors
