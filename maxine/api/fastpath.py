@@ -5,8 +5,8 @@ deregister, record-response-time(s), record-call) are answered here without rout
 lookup on (method, path), orjson, pre-built bodies. Everything else, and any
 route when the fast path is disabled, goes to the FastAPI app, which serves
 the same operations and documents them at ``/docs``. Both interfaces share
-:meth:`FastPath.discover` and :meth:`FastPath.write`; they differ only in how
-a body is read and an answer sent (:mod:`maxine.api.asgi`, :mod:`maxine.api.rsgi`).
+:meth:`FastPath.answer`; they differ only in how a body is read and an
+answer sent (:mod:`maxine.api.asgi`, :mod:`maxine.api.rsgi`).
 """
 
 from __future__ import annotations
@@ -31,35 +31,24 @@ class FastPath:
         self.discover_enabled = enabled
         self.state: dict = {}  # the lifespan state, handed to the app on RSGI (set by the server)
 
-    def discover(self, query_string, scope, peer) -> tuple[int, bytes]:
-        """``GET /discover``: ``(status, body bytes)``, synchronously (no coroutine per
-        discovery). ``peer(scope)`` gives the caller's address and client id."""
+    async def answer(self, method, path, query_string, scope, source, read_json, peer):
+        """``(status, body bytes)`` for a fast-path route, None for the app.
+        ``await read_json(scope, source, limit)`` reads the request body;
+        ``peer(scope)`` gives the caller's address and client id."""
         maxine = self.maxine
         maxine.requests += 1
         try:
-            started = perf_counter()
-            status, payload = maxine.discover(query_string, scope, peer)
-            maxine.discover_latency.observe(perf_counter() - started)
-        except Exception:  # a bug must cost one request, never the process
-            log.exception("fast path failed on GET /discover")
-            status, payload = 500, INTERNAL
-        if status >= 400:
-            maxine.errors += 1
-        return status, encode(payload)
-
-    async def write(self, method, path, scope, source, read_json):
-        """``(status, body bytes)`` for a fast-path JSON-body route, None for the app.
-        ``await read_json(scope, source, limit)`` reads the request body."""
-        operation = self.body_ops.get((method, path))
-        if operation is None:
-            return None
-        maxine = self.maxine
-        maxine.requests += 1
-        try:
-            try:
-                status, payload = operation(await read_json(scope, source, self.limit))
-            except (BodyTooLarge, BadJson) as exc:
-                status, payload = exc.answer
+            if method == "GET" and path == "/discover" and self.discover_enabled:
+                started = perf_counter()
+                status, payload = maxine.discover(query_string, scope, peer)
+                maxine.discover_latency.observe(perf_counter() - started)
+            elif (operation := self.body_ops.get((method, path))) is not None:
+                try:
+                    status, payload = operation(await read_json(scope, source, self.limit))
+                except (BodyTooLarge, BadJson) as exc:
+                    status, payload = exc.answer
+            else:
+                return None
         except Exception:  # a bug must cost one request, never the process
             log.exception("fast path failed on %s %s", method, path)
             status, payload = 500, INTERNAL
@@ -70,11 +59,8 @@ class FastPath:
     async def __call__(self, scope, receive, send):
         """ASGI."""
         if scope["type"] == "http":
-            method, path = scope["method"], scope["path"]
-            if path == "/discover" and method == "GET" and self.discover_enabled:
-                answer = self.discover(scope["query_string"], scope, asgi.peer)
-            else:
-                answer = await self.write(method, path, scope, receive, asgi.read_json)
+            answer = await self.answer(scope["method"], scope["path"], scope["query_string"], scope, receive,
+                                       asgi.read_json, asgi.peer)
             if answer is None:
                 await self.app(scope, receive, self._counting(send))
             else:
@@ -85,13 +71,10 @@ class FastPath:
             await self.app(scope, receive, send)
 
     async def __rsgi__(self, scope, proto):
-        """RSGI (granian). Its query string is a ``str``: discovery takes it as it is."""
+        """RSGI (granian)."""
         if scope.proto == "http":
-            method, path = scope.method, scope.path
-            if path == "/discover" and method == "GET" and self.discover_enabled:
-                answer = self.discover(scope.query_string, scope, rsgi.peer)
-            else:
-                answer = await self.write(method, path, scope, proto, rsgi.read_json)
+            answer = await self.answer(scope.method, scope.path, scope.query_string.encode(), scope, proto,
+                                       rsgi.read_json, rsgi.peer)
             if answer is None:
                 await rsgi.call_http(self.app, scope, proto, self.state, self._counting)
             else:

@@ -74,16 +74,14 @@ class Maxine:
         self.recorder = None  # TelemetryRecorder when --telemetry-log is on (maxine.telemetry_recorder)
 
     # --- discovery (hot path) ----------------------------------------------
-    def parse_discover(self, query_string: bytes | str) -> DiscoverQuery | tuple[int, dict]:
-        """The query string as ASGI gives it (bytes) or RSGI (str), parsed once per distinct string."""
+    def parse_discover(self, query_string: bytes) -> DiscoverQuery | tuple[int, dict]:
         cached = self._queries.get(query_string)
         if cached is not None:
             return cached
         try:
-            text = query_string if type(query_string) is str else query_string.decode("utf-8", "strict")
+            params = dict(parse_qsl(query_string.decode("utf-8", "strict"), keep_blank_values=True))
         except UnicodeDecodeError:
             return error(400, "Query string must be UTF-8")
-        params = dict(parse_qsl(text, keep_blank_values=True))
         parsed = self._parse_discover(params)
         if len(self._queries) >= QUERY_CACHE_SIZE:
             self._queries.clear()
@@ -119,7 +117,7 @@ class Maxine:
         return DiscoverQuery(name, strategy, picker, version, tags, params.get("clientId") or None, ctx,
                              bool(getattr(picker, "keyed", False)))
 
-    def discover(self, query_string: bytes | str, scope=None, peer=asgi_peer) -> tuple[int, bytes | dict]:
+    def discover(self, query_string: bytes, scope=None, peer=asgi_peer) -> tuple[int, bytes | dict]:
         """Pick an instance. ``peer(scope)`` gives the caller's address and
         ``X-Client-Id`` header (from an ASGI scope by default), read only by
         strategies keyed on them."""
