@@ -1,0 +1,77 @@
+"""On the server, advanced-ml re-scores a reported node at the end of the event-loop
+iteration: one forward pass for every report of the iteration, the same scores."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+from conftest import ManualClock
+
+from maxine.api.operations import Maxine
+from maxine.balancers.learned import CACHE_KEY
+
+REPORTS = [(i % 4, 10.0 + 7.0 * i) for i in range(10)]
+
+
+def _scored_registry() -> tuple[Maxine, list[str]]:
+    clock = ManualClock(1000.0)
+    maxine = Maxine(clock=clock)
+    ids = [maxine.register({"serviceName": "s", "host": "127.0.0.1", "port": 7300 + i})[1]["nodeId"]
+           for i in range(4)]
+    for _ in range(8):  # advanced-ml scores every node once it has picked from the pool
+        maxine.discover(b"serviceName=s&loadBalancing=advanced-ml")
+    clock.t += 0.5
+    return maxine, ids
+
+
+def _predictions(maxine: Maxine, ids: list[str]) -> list[float]:
+    return [maxine.registry.get(n).state.extra[CACHE_KEY][3] for n in ids]
+
+
+def test_the_reports_of_one_iteration_share_one_forward_and_leave_the_same_scores():
+    immediate, ids = _scored_registry()
+    for i, ms in REPORTS:
+        assert immediate.record_response_time({"nodeId": ids[i], "responseTime": ms})[0] == 200
+
+    deferred, _ = _scored_registry()
+    strategy = deferred.balancers.get("advanced-ml")
+
+    async def reports_in_one_iteration():
+        strategy.defer = asyncio.get_running_loop().call_soon
+        before = _predictions(deferred, ids)
+        for i, ms in REPORTS:
+            assert deferred.record_response_time({"nodeId": ids[i], "responseTime": ms})[0] == 200
+        during = _predictions(deferred, ids)
+        await asyncio.sleep(0)  # the end of the iteration
+        return before, during
+
+    before, during = asyncio.run(reports_in_one_iteration())
+    assert during == before  # nothing re-scored inside the iteration
+    assert (strategy.deferred_reports, strategy.deferred_settles) == (10, 1)
+    for a, b in zip(_predictions(immediate, ids), _predictions(deferred, ids)):
+        assert math.isclose(a, b, rel_tol=1e-9)
+    assert _predictions(deferred, ids) != before
+
+
+def test_a_closed_loop_means_scoring_at_once():
+    maxine, ids = _scored_registry()
+    strategy = maxine.balancers.get("advanced-ml")
+    loop = asyncio.new_event_loop()
+    loop.close()
+    strategy.defer = loop.call_soon
+    before = _predictions(maxine, ids)[0]
+    assert maxine.record_response_time({"nodeId": ids[0], "responseTime": 250.0})[0] == 200
+    assert strategy.defer is None and strategy.deferred_reports == 0
+    assert _predictions(maxine, ids)[0] != before
+
+
+def test_the_server_defers_and_says_how_many_reports_a_forward_covered(http, svc_name):
+    node = http.post("/register", json={"serviceName": svc_name, "host": "127.0.0.1", "port": 7310}).json()["nodeId"]
+    assert http.get("/discover", params={"serviceName": svc_name, "loadBalancing": "advanced-ml"}).status_code == 200
+    for ms in (12.0, 15.0, 30.0):
+        assert http.post("/record-response-time", json={"nodeId": node, "responseTime": ms}).status_code == 200
+    models = http.get("/models").json()
+    models = models if isinstance(models, list) else models["models"]
+    (status,) = [m for m in models if m.get("name") == "advanced-ml"]
+    assert status["reportsPerDeferredRefresh"] >= 1.0
