@@ -609,9 +609,9 @@ async def refresh_learned(maxine) -> None:
         strategy.defer = asyncio.get_running_loop().call_soon
     try:
         await _refresh_loop(maxine, log)
-    finally:
+    finally:  # a callback still due dies with the loop: the nodes stay pending for the next drain
         if isinstance(strategy, AdvancedML):
-            strategy.defer = None
+            strategy.defer = strategy._deferred_at = None
 
 
 async def _refresh_loop(maxine, log) -> None:
