@@ -21,6 +21,21 @@ class ManualClock:
         return self.t
 
 
+def scored_registry():
+    """A Maxine on a manual clock with four instances of service ``s`` that advanced-ml
+    has scored, half a second later: (maxine, node ids)."""
+    from maxine.api.operations import Maxine
+
+    clock = ManualClock(1000.0)
+    maxine = Maxine(clock=clock)
+    ids = [maxine.register({"serviceName": "s", "host": "127.0.0.1", "port": 7200 + i})[1]["nodeId"]
+           for i in range(4)]
+    for _ in range(8):  # advanced-ml scores every node once it has picked from the pool
+        maxine.discover(b"serviceName=s&loadBalancing=advanced-ml")
+    clock.t += 0.5
+    return maxine, ids
+
+
 def run_server(env: dict | None = None, args: list[str] | None = None, startup_timeout: float = 30.0):
     """``maxine serve`` as a child process on a free loopback port (a context
     manager yielding an object with ``url``, ``port``, ``proc``), stopped by PID."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 
-from conftest import ManualClock
+from conftest import scored_registry
 
 from maxine.api.operations import Maxine
 from maxine.balancers.learned import CACHE_KEY
@@ -14,27 +14,16 @@ from maxine.balancers.learned import CACHE_KEY
 REPORTS = [(i % 4, 10.0 + 7.0 * i) for i in range(10)]
 
 
-def _scored_registry() -> tuple[Maxine, list[str]]:
-    clock = ManualClock(1000.0)
-    maxine = Maxine(clock=clock)
-    ids = [maxine.register({"serviceName": "s", "host": "127.0.0.1", "port": 7300 + i})[1]["nodeId"]
-           for i in range(4)]
-    for _ in range(8):  # advanced-ml scores every node once it has picked from the pool
-        maxine.discover(b"serviceName=s&loadBalancing=advanced-ml")
-    clock.t += 0.5
-    return maxine, ids
-
-
 def _predictions(maxine: Maxine, ids: list[str]) -> list[float]:
     return [maxine.registry.get(n).state.extra[CACHE_KEY][3] for n in ids]
 
 
 def test_the_reports_of_one_iteration_share_one_forward_and_leave_the_same_scores():
-    immediate, ids = _scored_registry()
+    immediate, ids = scored_registry()
     for i, ms in REPORTS:
         assert immediate.record_response_time({"nodeId": ids[i], "responseTime": ms})[0] == 200
 
-    deferred, _ = _scored_registry()
+    deferred, _ = scored_registry()
     strategy = deferred.balancers.get("advanced-ml")
 
     async def reports_in_one_iteration():
@@ -55,7 +44,7 @@ def test_the_reports_of_one_iteration_share_one_forward_and_leave_the_same_score
 
 
 def test_a_closed_loop_means_scoring_at_once():
-    maxine, ids = _scored_registry()
+    maxine, ids = scored_registry()
     strategy = maxine.balancers.get("advanced-ml")
     loop = asyncio.new_event_loop()
     loop.close()

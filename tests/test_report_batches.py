@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from conftest import ManualClock
+from conftest import scored_registry
 
 from maxine.api.operations import Maxine
 from maxine.balancers.learned import CACHE_KEY
@@ -42,13 +42,7 @@ def test_a_malformed_batch_changes_nothing(http, svc_name):
 
 
 def _maxine_with_reports(batched: bool) -> tuple[Maxine, list]:
-    clock = ManualClock(1000.0)
-    maxine = Maxine(clock=clock)
-    ids = [maxine.register({"serviceName": "s", "host": "127.0.0.1", "port": 7200 + i})[1]["nodeId"]
-           for i in range(4)]
-    for _ in range(8):  # advanced-ml scores every node once it has picked from the pool
-        maxine.discover(b"serviceName=s&loadBalancing=advanced-ml")
-    clock.t += 0.5
+    maxine, ids = scored_registry()
     reports = [{"nodeId": ids[i % 4], "responseTime": 10.0 + 7.0 * i} for i in range(10)]
     if batched:
         assert maxine.record_response_times({"reports": reports})[0] == 200
