@@ -13,6 +13,7 @@ from fastapi.responses import Response
 from .asgi import BadJson, BodyTooLarge, encode, read_json
 from .events_routes import blocking_service
 from .operations import Maxine
+from .validation import MAX_REPORTS
 
 
 def json_response(status: int, payload) -> Response:
@@ -48,7 +49,7 @@ RESPONSE_TIME_BODY = body_schema(
     {"nodeId": "orders:10.0.0.5:8080", "responseTime": 14.2, "success": True})
 RESPONSE_TIMES_BODY = body_schema(
     ["reports"],
-    {"reports": {"type": "array", "minItems": 1, "maxItems": 1000,
+    {"reports": {"type": "array", "minItems": 1, "maxItems": MAX_REPORTS,
                  "items": RESPONSE_TIME_BODY["requestBody"]["content"]["application/json"]["schema"]}},
     {"reports": [{"nodeId": "orders:10.0.0.5:8080", "responseTime": 14.2, "success": True},
                  {"nodeId": "orders:10.0.0.6:8080", "responseTime": 210.0, "success": False, "statusCode": 503}]})
@@ -67,7 +68,7 @@ BODY_ROUTES = [
     ("POST", "/record-response-time", "record_response_time", RESPONSE_TIME_BODY, "telemetry",
      "Report how a call to an instance went"),
     ("POST", "/record-response-times", "record_response_times", RESPONSE_TIMES_BODY, "telemetry",
-     "Report how several calls went, in order, in one request (up to 1000; the Python clients batch this way)"),
+     f"Report how several calls went, in order, in one request (up to {MAX_REPORTS}; the Python clients batch this way)"),
     ("POST", "/record-call", "record_call", CALL_BODY, "telemetry",
      "Record a caller → called edge of the dependency graph"),
 ]
