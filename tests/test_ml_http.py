@@ -147,6 +147,8 @@ def test_no_model_failure_reaches_discover():
             raise RuntimeError("injected model failure")
 
         hub.compute = broken
+        wait_until(lambda: hub.errors > 0)  # rounds run one after another: none can install values after this
+        assert "injected" in hub.last_error
         # 2. the cached values and per-node models the strategies read are corrupt
         for nid in ids:
             extra = maxine.registry.nodes[nid].state.extra
@@ -154,8 +156,6 @@ def test_no_model_failure_reaches_discover():
             extra["ml.ai-driven"] = object()
             extra["ml.predictive"] = object()
             extra["ml.forecast"] = (None, None)
-        wait_until(lambda: hub.errors > 0)
-        assert "injected" in hub.last_error
 
         for strategy in ML_STRATEGIES:
             for _ in range(20):
