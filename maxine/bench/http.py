@@ -12,7 +12,7 @@ request body) for the JSON-body writes, which print their ratio to both. Each
 is measured in every round, with the other workloads, and again at the end.
 The references get the same requests as what they are compared with: the
 round-robin ``/discover`` request lines, the ``/record-response-time`` bodies
-(a longer request line alone cost the reference ~8 % here); the table also
+(on this VM that alone moved the reference by 0–30 %); the table also
 shows the GET reference driven by plain ``GET /``, the lighter load earlier
 runs used. The ratios are to these raw ASGI references (issue #6's
 definition). When maxine runs on granian's RSGI (the default), the same
