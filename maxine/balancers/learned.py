@@ -345,8 +345,10 @@ class AdvancedML:
         self._pending[id(node)] = node
 
     def settle(self, now):
-        """The end of a batch of reports: re-score every out-of-date node. Never raises."""
-        self.refresh_pending(now, len(self._pending))
+        """The end of a batch of reports: re-score the out-of-date nodes, at most
+        ``drain_max`` in one pass like a single report's drain (the background job takes
+        the rest within ``refresh_s``), so no batch blocks the loop for long. Never raises."""
+        self.refresh_pending(now)
 
     def _defer(self, node, latency_ms, success, now) -> bool:
         """:meth:`note_one`, and a :meth:`settle` at the end of this loop iteration
