@@ -225,3 +225,22 @@ def test_learned_anomaly_fires_above_its_threshold_and_its_peers():
     assert [a["nodeId"] for a in found] == ["n0"] and found[0]["severity"] == "high"
     assert not [a for a in rules.detect_service("svc", views(1.8, 1.9, 1.7), 0.0) if a["type"] == "learned_anomaly"]
     assert [a["nodeId"] for a in rules.detect_service("svc", views(1.5), 0.0)] == ["n0"]
+
+
+def test_a_round_lets_the_event_loop_in_between_its_units_of_work(monkeypatch):
+    """The worker thread releases the GIL between services, learned rows and fits, so the
+    event loop does not wait out the 5 ms switch interval behind a whole round."""
+    from maxine.models import hub as hub_module
+
+    m, hub, clock, ids = make(n=3)
+    for step in range(6):  # enough history for the forecaster to fit
+        tick(m, hub, clock, ids, lambda k, s: 20.0 + s, step=step)
+    calls = []
+    monkeypatch.setattr(hub_module, "let_the_loop_run", lambda: calls.append(1))
+    fits_before = hub.forecaster.fits
+    clock.t += 10.0
+    tick(m, hub, clock, ids, lambda k, s: 30.0, step=6)
+    fits = hub.forecaster.fits - fits_before
+    assert fits > 0
+    # once per service (twice: learning, then scoring), once per learned row, once per fit
+    assert len(calls) == 2 + len(ids) + fits

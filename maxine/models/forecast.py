@@ -173,9 +173,9 @@ class Forecaster:
         self.keys.discard(key)  # its queue entry is dropped when reached
         return self.forecasts.pop(key, None) is not None
 
-    def round(self, series_of, now: float) -> dict:
-        """Refit up to ``max_fits`` due series; ``series_of(key)`` → (times, values) or None.
-        Returns {key: Forecast} of the fits made."""
+    def round(self, series_of, now: float, between=None) -> dict:
+        """Refit up to ``max_fits`` due series; ``series_of(key)`` → (times, values) or None;
+        ``between()``, if given, is called before each fit. Returns {key: Forecast} of the fits made."""
         import time as _time
 
         started = _time.perf_counter()
@@ -195,6 +195,8 @@ class Forecaster:
             if data is None:
                 continue
             times, values = data
+            if between is not None:
+                between()
             try:
                 fc = fit(times, values, now)
             except Exception as exc:
