@@ -1,5 +1,6 @@
-"""On the server, advanced-ml re-scores a reported node at the end of the event-loop
-iteration: one forward pass for every report of the iteration, the same scores."""
+"""On the server, client reports are noted at once and the strategies settle at the end
+of the event-loop iteration (``Balancers.defer``): advanced-ml makes one forward pass for
+every report of the iteration, and leaves the same scores."""
 
 from __future__ import annotations
 
@@ -24,10 +25,10 @@ def test_the_reports_of_one_iteration_share_one_forward_and_leave_the_same_score
         assert immediate.record_response_time({"nodeId": ids[i], "responseTime": ms})[0] == 200
 
     deferred, _ = scored_registry()
-    strategy = deferred.balancers.get("advanced-ml")
+    balancers = deferred.balancers
 
     async def reports_in_one_iteration():
-        strategy.defer = asyncio.get_running_loop().call_soon
+        balancers.defer = asyncio.get_running_loop().call_soon
         before = _predictions(deferred, ids)
         for i, ms in REPORTS:
             assert deferred.record_response_time({"nodeId": ids[i], "responseTime": ms})[0] == 200
@@ -37,7 +38,8 @@ def test_the_reports_of_one_iteration_share_one_forward_and_leave_the_same_score
 
     before, during = asyncio.run(reports_in_one_iteration())
     assert during == before  # nothing re-scored inside the iteration
-    assert (strategy.deferred_reports, strategy.deferred_settles) == (10, 1)
+    assert (balancers.deferred_reports, balancers.deferred_settles) == (10, 1)
+    assert balancers.get("advanced-ml").status()["reportsPerDeferredRefresh"] == 10.0
     for a, b in zip(_predictions(immediate, ids), _predictions(deferred, ids)):
         assert math.isclose(a, b, rel_tol=1e-9)
     assert _predictions(deferred, ids) != before
@@ -45,13 +47,13 @@ def test_the_reports_of_one_iteration_share_one_forward_and_leave_the_same_score
 
 def test_a_closed_loop_means_scoring_at_once():
     maxine, ids = scored_registry()
-    strategy = maxine.balancers.get("advanced-ml")
+    balancers = maxine.balancers
     loop = asyncio.new_event_loop()
     loop.close()
-    strategy.defer = loop.call_soon
+    balancers.defer = loop.call_soon
     before = _predictions(maxine, ids)[0]
     assert maxine.record_response_time({"nodeId": ids[0], "responseTime": 250.0})[0] == 200
-    assert strategy.defer is None and strategy.deferred_reports == 0
+    assert balancers.defer is None and balancers.deferred_reports == 0
     assert _predictions(maxine, ids)[0] != before
 
 

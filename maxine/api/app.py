@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
 from .. import __version__
+from ..balancers import defer_learning
 from ..balancers.learned import refresh_learned, watch_models
 from ..models.hub import install as install_ml
 from ..persistence import install as install_durability
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None, maxine: Maxine | None = None) -
     install_telemetry_log(maxine)  # opt-in telemetry log
     install_ml(maxine)  # online learners, forecasts, inference cache
     maxine.background += [watch_models, refresh_learned]  # advanced-ml: hot reload, cache refresh off /discover
+    maxine.background.append(defer_learning)  # client reports: the strategies settle once per loop iteration
     maxine.background.append(freeze_long_lived)
 
     @contextlib.asynccontextmanager

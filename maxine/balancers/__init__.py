@@ -59,6 +59,14 @@ class Balancers:
         self.default = names[0] if names else DEFAULT
         self.strategies: dict[str, Strategy] = {name: factory() for name, factory in chosen.items()}
         self.observers = [s for s in self.strategies.values() if hasattr(s, "learn_one")]
+        # On the server, the event loop's call_soon (set by :func:`defer_learning`): a
+        # client report is then noted at once and the strategies settle at the end of
+        # the loop iteration, once for all the reports of the iteration (advanced-ml:
+        # one forward pass). None: each report is learnt at once (the lab, tests).
+        self.defer = None
+        self._settle_at: float | None = None  # the latest deferred report's time
+        self.deferred_reports = 0
+        self.deferred_settles = 0
 
     def get(self, name: str) -> Strategy | None:
         return self.strategies.get(name)
@@ -68,6 +76,9 @@ class Balancers:
 
     def learn_one(self, node, latency_ms: float, success: bool, now: float) -> None:
         """Feed a call outcome to the strategies that learn from outcomes."""
+        if self.defer is not None and self._settle_later(now):
+            self.note_one(node, latency_ms, success, now)
+            return
         for strategy in self.observers:
             strategy.learn_one(node, latency_ms, success, now)
 
@@ -83,6 +94,38 @@ class Balancers:
             settle = getattr(strategy, "settle", None)
             if settle is not None:
                 settle(now)
+
+    def _settle_later(self, now: float) -> bool:
+        """A :meth:`settle` at the end of this loop iteration, unless one is due already;
+        False if the loop refuses the callback (it is closed: learn at once from now on)."""
+        if self._settle_at is None:
+            try:
+                self.defer(self._settle_deferred)
+            except RuntimeError:
+                self.defer = None
+                return False
+        self._settle_at = now
+        self.deferred_reports += 1
+        return True
+
+    def _settle_deferred(self) -> None:
+        now, self._settle_at = self._settle_at, None
+        self.deferred_settles += 1
+        self.settle(now)
+
+
+async def defer_learning(maxine) -> None:
+    """Background job: while the app runs, client reports are learnt once per event-loop
+    iteration (:attr:`Balancers.defer`); when it stops, at once again. A settle still
+    due when the loop stops leaves advanced-ml's nodes pending for its next drain."""
+    import asyncio
+
+    balancers = maxine.balancers
+    balancers.defer = asyncio.get_running_loop().call_soon
+    try:
+        await asyncio.Event().wait()
+    finally:
+        balancers.defer = balancers._settle_at = None
 
 
 def _client_key(ctx: PickContext):
@@ -117,4 +160,4 @@ def _builtin():
 
 _builtin()
 
-__all__ = ["register", "factories", "Balancers", "PickContext", "Strategy", "DEFAULT"]
+__all__ = ["register", "factories", "Balancers", "defer_learning", "PickContext", "Strategy", "DEFAULT"]

@@ -180,13 +180,8 @@ class AdvancedML:
         # path: by learn_one (a client report), refresh_pending (the server's
         # background job) — never by pick, which reads the stale value meanwhile
         self._pending: dict[int, object] = {}
-        # On the server, the event loop's call_soon (set by refresh_learned): a client
-        # report's re-score then waits for the end of the loop iteration, and one
-        # forward pass covers every report that came in it. None: at once (the lab).
-        self.defer = None
-        self._deferred_at: float | None = None  # the latest deferred report's time
-        self.deferred_reports = 0
-        self.deferred_settles = 0
+        self.noted_reports = 0  # reports re-scored by settle (batches, deferred reports)
+        self.settles = 0
         self.drain_max = drain_max
         # error penalty from *fast* failures only: a failure weighs 1 - latency /
         # predicted latency (an instant error 1, a timeout 0 — its latency
@@ -343,39 +338,20 @@ class AdvancedML:
         if self.fast_errors:
             self._fast_error(node, latency_ms, success)
         self._pending[id(node)] = node
+        self.noted_reports += 1
 
     def settle(self, now):
         """The end of a batch of reports: re-score the out-of-date nodes, at most
         ``drain_max`` in one pass like a single report's drain (the background job takes
         the rest within ``refresh_s``), so no batch blocks the loop for long. Never raises."""
+        self.settles += 1
         self.refresh_pending(now)
-
-    def _defer(self, node, latency_ms, success, now) -> bool:
-        """:meth:`note_one`, and a :meth:`settle` at the end of this loop iteration
-        if none is due yet; False (nothing done) if the loop refuses the callback."""
-        if self._deferred_at is None:
-            try:
-                self.defer(self._settle_deferred)
-            except RuntimeError:  # the loop is closed: score at once
-                self.defer = None
-                return False
-        self._deferred_at = now
-        self.note_one(node, latency_ms, success, now)
-        self.deferred_reports += 1
-        return True
-
-    def _settle_deferred(self):
-        now, self._deferred_at = self._deferred_at, None
-        self.deferred_settles += 1
-        self.settle(now)
 
     def learn_one(self, node, latency_ms, success, now):
         """A client report changed the node's telemetry: refresh its cached score
         and the out-of-date ones (off the discovery path). Never raises."""
         model = self.store.current if self.store is not None else None
         if model is None:
-            return
-        if self.defer is not None and self._defer(node, latency_ms, success, now):
             return
         if self.fast_errors:
             self._fast_error(node, latency_ms, success)
@@ -563,8 +539,8 @@ class AdvancedML:
             "fallbackReason": self.fallback_reason, "modelErrors": self.model_errors,
             "cacheRefreshes": self.refreshes, "coldRefreshes": self.cold_refreshes,
             "pendingRefreshes": len(self._pending),
-            "reportsPerDeferredRefresh": (round(self.deferred_reports / self.deferred_settles, 2)
-                                          if self.deferred_settles else None),
+            "reportsPerDeferredRefresh": (round(self.noted_reports / self.settles, 2)
+                                          if self.settles else None),
             "lastError": self.last_error or s.get("lastError"),
         })
         return s
@@ -599,26 +575,11 @@ async def refresh_learned(maxine) -> None:
     """Background task: every ``refresh_s`` (50 ms) re-score the nodes
     ``advanced-ml`` picks found out of date (new load report, aged score), in
     batches of 64 with a yield between, so /discover only reads cached scores
-    even for services that get no client reports. While it runs, a client
-    report's re-score is deferred to the end of its event-loop iteration
-    (``AdvancedML.defer``): one forward pass for the reports of an iteration."""
+    even for services that get no client reports."""
     import asyncio
     import logging
 
     log = logging.getLogger("maxine.models")
-    strategy = maxine.balancers.get("advanced-ml")
-    if isinstance(strategy, AdvancedML):
-        strategy.defer = asyncio.get_running_loop().call_soon
-    try:
-        await _refresh_loop(maxine, log)
-    finally:  # a callback still due dies with the loop: the nodes stay pending for the next drain
-        if isinstance(strategy, AdvancedML):
-            strategy.defer = strategy._deferred_at = None
-
-
-async def _refresh_loop(maxine, log) -> None:
-    import asyncio
-
     while True:
         strategy = maxine.balancers.get("advanced-ml")
         interval = getattr(strategy, "refresh_s", 0.05) or 0.05
