@@ -37,6 +37,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -299,7 +300,7 @@ ROUND_ROBIN = "GET /discover round-robin"
 
 
 def round_sequence(get_ref: tuple, post_ref: tuple, discovers: list[tuple], writes: list[tuple]) -> list[tuple]:
-    """One round's workloads in order, each compared one next to its control: the GET
+    """One round's workloads in order, each compared workload next to its control: the GET
     reference, then round-robin before and after every other strategy, the GET reference
     again; then the POST reference before and after every write."""
     rr = next((w for w in discovers if w[0] == ROUND_ROBIN), None)
@@ -328,9 +329,9 @@ def controls(discovers: list[tuple], writes: list[tuple]) -> dict[str, str]:
 
 def paired_ratios(rounds: list[list[Result]], control_of: dict[str, str]) -> dict[str, list[float]]:
     """Each run's requests/s over its control's, measured right before and after it in
-    the same round (their mean when both, which cancels a steady drift): a shared
-    machine's slow spells last longer than two runs, so these ratios are much steadier
-    than ratios of whole-run means. Runs with no control next to them count for none."""
+    the same round (their mean when both, which cancels a steady drift): the two share
+    the machine's state of the moment, which the runs of a whole round do not. Runs
+    with no control next to them count for none."""
     ratios: dict[str, list[float]] = {}
     for runs in rounds:
         for i, run in enumerate(runs):
@@ -427,12 +428,6 @@ def _mean(results: list[Result], names, field: str) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-
-
 def summarise(results: list[Result], paired: dict[str, list[float]] | None = None) -> tuple[list[dict], list[str]]:
     """The table's rows and the verdicts against issue #6's targets. A verdict uses the
     median of the workload's ``paired`` ratios (:func:`paired_ratios`) when there are any,
@@ -456,7 +451,7 @@ def summarise(results: list[Result], paired: dict[str, list[float]] | None = Non
         row["vs_post_reference"] = r.requests_per_s / post_rps if post_rps and post else None
         row["cpu_vs_post_reference"] = post_cpu / r.cpu_us_per_request if post_cpu and post and r.cpu_us_per_request else None
         row["vs_round_robin"] = r.requests_per_s / rr.requests_per_s if rr and r.name.startswith("GET /discover") else None
-        row["paired"] = _median(paired[r.name]) if r.name in paired else None
+        row["paired"] = statistics.median(paired[r.name]) if r.name in paired else None
         row["paired_runs"] = len(paired.get(r.name, ()))
         rows.append(row)
     ratio_of = {row["name"]: row for row in rows}
