@@ -66,3 +66,31 @@ def test_the_server_defers_and_says_how_many_reports_a_forward_covered(http, svc
     models = models if isinstance(models, list) else models["models"]
     (status,) = [m for m in models if m.get("name") == "advanced-ml"]
     assert status["reportsPerDeferredRefresh"] >= 1.0
+
+
+def test_a_deferred_re_score_tells_the_cost_books_and_only_them():
+    """A pick in the same iteration as the report may settle its book from the old
+    prediction; the re-score at the end of the iteration marks the node dirty again in
+    every advanced-ml cost book, and in no other strategy's cache (none reads it)."""
+    from maxine.balancers.learned import CostBook
+
+    maxine, ids = scored_registry()
+    for _ in range(4):
+        maxine.discover(b"serviceName=s&loadBalancing=least-response-time")
+    state = maxine.registry.get(ids[0]).state
+    watchers = [ref() for ref in state.watchers]
+    books = [w for w in watchers if type(w) is CostBook]
+    scans = [w for w in watchers if type(w) is not CostBook]
+    assert books and scans
+
+    async def report_pick_then_settle():
+        maxine.balancers.defer = asyncio.get_running_loop().call_soon
+        assert maxine.record_response_time({"nodeId": ids[0], "responseTime": 400.0})[0] == 200
+        for name in ("advanced-ml", "least-response-time"):  # each settles its cache, clearing the node
+            maxine.discover(f"serviceName=s&loadBalancing={name}".encode())
+        assert all(state not in w.dirty for w in books + scans)
+        await asyncio.sleep(0)  # the end of the iteration: the re-score
+
+    asyncio.run(report_pick_then_settle())
+    assert all(state in book.dirty for book in books)
+    assert all(state not in scan.dirty for scan in scans)

@@ -273,8 +273,8 @@ class AdvancedML:
         return q, share
 
     def _refresh(self, mlp, nodes, now, notify=True):
-        """Score ``nodes`` now and cache the predictions; ``notify=False`` skips
-        ``state.changed()`` when the caller knows every book was just told (a
+        """Score ``nodes`` now, cache the predictions and tell the nodes' cost books;
+        ``notify=False`` skips that when the caller knows every book was just told (a
         client report: ``on_result`` ran right before ``learn_one``)."""
         if len(nodes) == 1:  # a client report's node: the single-row pass, ~0.45x the cost
             pred = [mlp.predict_one(node_row(nodes[0].state, now))]
@@ -291,8 +291,11 @@ class AdvancedML:
             state.extra[CACHE_KEY] = [state.results, state.report_time, now, exp(p), q,
                                       state.dispatched_since_report, share, state.completed_since_report]
             pending.pop(id(node), None)
-            if notify:
-                state.changed()
+            if notify:  # only the cost books read the prediction; a scan cache need not recompute
+                for ref in state.watchers:
+                    book = ref()
+                    if type(book) is CostBook:
+                        book.add(state)
         self.refreshes += len(nodes)
 
     def refresh_pending(self, now, limit: int | None = None) -> int:
