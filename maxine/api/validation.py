@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import re
 
+from ..limits import MAX_REPORTS
+
 SERVICE_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 MAX_NODE_ID = 512
 MAX_NUMBER = 1e12
@@ -181,9 +183,6 @@ def response_time(body) -> tuple[str, float, bool]:
     if problems:
         raise Invalid(problems)
     return nid, float(latency), success
-
-
-MAX_REPORTS = 1000  # per POST /record-response-times
 
 
 def response_times(body) -> list[tuple[str, float, bool]]:

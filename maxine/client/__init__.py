@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from ..limits import MAX_REPORTS
+
 log = logging.getLogger("maxine.client")
 
 
@@ -96,7 +98,6 @@ def _read(response: httpx.Response, unavailable_on_404: bool = False):
     return payload
 
 
-MAX_BATCH = 1000  # reports per POST /record-response-times (the server's limit)
 
 
 def _reports_body(batch: list[dict]) -> dict:
@@ -213,8 +214,8 @@ class MaxineClient:
                     self._reports.wait()
                 if not self._queued:
                     return
-                batch = self._queued[:MAX_BATCH]
-                del self._queued[:MAX_BATCH]
+                batch = self._queued[:MAX_REPORTS]
+                del self._queued[:MAX_REPORTS]
                 self._sending = len(batch)
             try:
                 _read(self.http.post("/record-response-times", json=_reports_body(batch)))
@@ -341,8 +342,8 @@ class AsyncMaxineClient:
 
     async def _send_reports(self) -> None:
         while self._queued:
-            batch = self._queued[:MAX_BATCH]
-            del self._queued[:MAX_BATCH]
+            batch = self._queued[:MAX_REPORTS]
+            del self._queued[:MAX_REPORTS]
             try:
                 _read(await self.http.post("/record-response-times", json=_reports_body(batch)))
             except Exception as exc:  # the sender must outlive any failure
