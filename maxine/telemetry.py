@@ -203,6 +203,14 @@ class NodeState:
             if cache is not None:
                 cache.add(self)
 
+    def changed_for(self, kind) -> None:
+        """:meth:`changed`, told only to the watching caches of type ``kind``: for a change
+        only they read (advanced-ml's cached prediction, read by its cost books)."""
+        for ref in self.watchers:
+            cache = ref()
+            if type(cache) is kind:
+                cache.add(self)
+
     def add_watcher(self, cache) -> None:
         """Have ``cache.add(self)`` called on every :meth:`changed`, and
         ``cache.dispatched(self)`` on every dispatch if it has that method, while

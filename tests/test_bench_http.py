@@ -6,7 +6,7 @@ same requests as the workloads they are compared with."""
 import argparse
 import math
 
-from maxine.bench.http import (PERCENT_GRID, Result, _lua, bench_http_main, controls, discover_paths, merge,
+from maxine.bench.http import (PERCENT_GRID, Result, _lua, bench_http_main, discover_paths, merge,
                                paired_ratios, reference_workloads, register_population, round_sequence, run_wrk,
                                summarise, write_workloads)
 from maxine.bench.process import maxine_server
@@ -93,11 +93,11 @@ def test_a_strategy_is_judged_against_the_round_robin_runs_beside_it():
     def run(name, rps):
         return Result(name, rps, 1.0, 2.0, 50.0, int(rps), 0)
     rr, s1, s2, ref = "GET /discover round-robin", "GET /discover a", "GET /discover b", "reference"
-    sequence = round_sequence(("reference", None, None), ("reference POST (reads body)", None, None),
-                              [(rr, None, None), (s1, None, None), (s2, None, None)], [("POST /heartbeat", None, None)])
+    sequence, control_of = round_sequence(("reference", None, None), ("reference POST (reads body)", None, None),
+                                          [(rr, None, None), (s1, None, None), (s2, None, None)],
+                                          [("POST /heartbeat", None, None)])
     assert [w[0] for w in sequence] == [ref, rr, s1, rr, s2, rr, ref, "reference POST (reads body)",
                                         "POST /heartbeat", "reference POST (reads body)"]
-    control_of = controls([(rr, None, None), (s1, None, None), (s2, None, None)], [("POST /heartbeat", None, None)])
     # round 1 fast, round 2 slowed to half from s2 on: whole-run means would blame s2
     rounds = [[run(ref, 40000), run(rr, 36000), run(s1, 36000), run(rr, 36000), run(s2, 34200), run(rr, 36000),
                run(ref, 40000)],

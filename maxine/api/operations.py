@@ -223,12 +223,16 @@ class Maxine:
         node = self.registry.get(node_id)
         if node is None:
             return 404, {"success": False, "error": f"Unknown nodeId: {node_id}"}
-        now = self.clock()
+        self._apply_report(node, latency_ms, success, self.clock(), self.balancers.learn_one)
+        return 200, SUCCESS
+
+    def _apply_report(self, node, latency_ms: float, success: bool, now: float, learn) -> None:
+        """One report's effects: the node's telemetry, the learning strategies (``learn``:
+        ``balancers.learn_one``, or ``balancers.note_one`` within a batch), the telemetry log."""
         node.state.on_result(latency_ms, success, now)
-        self.balancers.learn_one(node, latency_ms, success, now)
+        learn(node, latency_ms, success, now)
         if self.recorder is not None:
             self.recorder.result(now, node, latency_ms, success)
-        return 200, SUCCESS
 
     def record_response_times(self, body) -> tuple[int, dict]:
         """A batch of reports, applied in order as ``record_response_time`` would apply
@@ -240,18 +244,15 @@ class Maxine:
         except Invalid as exc:
             return invalid(exc)
         now = self.clock()
-        registry, balancers, recorder = self.registry, self.balancers, self.recorder
+        registry, note = self.registry, self.balancers.note_one
         unknown = []
         for node_id, latency_ms, success in reports:
             node = registry.get(node_id)
             if node is None:
                 unknown.append(node_id)
                 continue
-            node.state.on_result(latency_ms, success, now)
-            balancers.note_one(node, latency_ms, success, now)
-            if recorder is not None:
-                recorder.result(now, node, latency_ms, success)
-        balancers.settle(now)
+            self._apply_report(node, latency_ms, success, now, note)
+        self.balancers.settle(now)
         return 200, {"success": True, "recorded": len(reports) - len(unknown), "unknownNodeIds": unknown[:100]}
 
     def record_call(self, body) -> tuple[int, dict | bytes]:

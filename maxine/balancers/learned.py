@@ -292,10 +292,7 @@ class AdvancedML:
                                       state.dispatched_since_report, share, state.completed_since_report]
             pending.pop(id(node), None)
             if notify:  # only the cost books read the prediction; a scan cache need not recompute
-                for ref in state.watchers:
-                    book = ref()
-                    if type(book) is CostBook:
-                        book.add(state)
+                state.changed_for(CostBook)
         self.refreshes += len(nodes)
 
     def refresh_pending(self, now, limit: int | None = None) -> int:

@@ -16,6 +16,7 @@ import asyncio
 import json
 import sys
 import time
+from statistics import mean
 
 from ..client import AsyncMaxineClient, MaxineClient
 from .http import machine
@@ -65,10 +66,6 @@ async def concurrent(url: str, concurrency: int, rounds: int) -> dict[str, list[
     return rates
 
 
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
-
-
 def bench_client_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="maxine bench client", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -85,10 +82,10 @@ def bench_client_main(argv: list[str]) -> int:
         rates = asyncio.run(concurrent(server.url, args.concurrency, args.rounds))
     print("\n| client | report awaited | report queued (call) | queued ÷ awaited |")
     print("|---|---:|---:|---:|")
-    print(f"| MaxineClient, sequential: ms added per call | {_mean(added['awaited']):.2f} | "
-          f"{_mean(added['queued']):.2f} | {_mean(added['queued']) / _mean(added['awaited']):.2f} |")
-    print(f"| AsyncMaxineClient, {args.concurrency} at once: pairs/s | {_mean(rates['awaited']):.0f} | "
-          f"{_mean(rates['queued']):.0f} | {_mean(rates['queued']) / _mean(rates['awaited']):.2f} |")
+    print(f"| MaxineClient, sequential: ms added per call | {mean(added['awaited']):.2f} | "
+          f"{mean(added['queued']):.2f} | {mean(added['queued']) / mean(added['awaited']):.2f} |")
+    print(f"| AsyncMaxineClient, {args.concurrency} at once: pairs/s | {mean(rates['awaited']):.0f} | "
+          f"{mean(rates['queued']):.0f} | {mean(rates['queued']) / mean(rates['awaited']):.2f} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"meta": {"command": "maxine bench client " + " ".join(argv), "machine": machine()},

@@ -274,7 +274,7 @@ def bench(args) -> dict:
                                         for server, get, post in references]
         discovers = [(f"GET /discover {s}", srv, _lua("GET", discover_paths(s, args.services))) for s in strategies]
         writes = write_workloads(srv, population, args.writes.split(",") if args.writes else WRITES)
-        sequence = round_sequence(get_ref, post_ref, discovers, writes)
+        sequence, control_of = round_sequence(get_ref, post_ref, discovers, writes)
         sequence += [w for pair in others for w in pair] + [(PLAIN_REFERENCE, ref, _lua("GET", ["/"]))]
         with Heartbeats(srv.url, [b["nodeId"] for b in population]):
             # in rounds, so that a slow spell of a shared machine falls on every workload alike,
@@ -288,7 +288,7 @@ def bench(args) -> dict:
             for run in (r for runs in rounds for r in runs):
                 by_name.setdefault(run.name, []).append(run)
             results = [merge(runs) for runs in by_name.values()]
-            paired = paired_ratios(rounds, controls(discovers, writes))
+            paired = paired_ratios(rounds, control_of)
         print("references again (drift check)", file=sys.stderr)
         for name, server, script in [w for server, get, post in references
                                      for w in reference_workloads(server, get[1], post[1], args.services, node_ids)]:
@@ -299,32 +299,28 @@ def bench(args) -> dict:
 ROUND_ROBIN = "GET /discover round-robin"
 
 
-def round_sequence(get_ref: tuple, post_ref: tuple, discovers: list[tuple], writes: list[tuple]) -> list[tuple]:
-    """One round's workloads in order, each compared workload next to its control: the GET
-    reference, then round-robin before and after every other strategy, the GET reference
-    again; then the POST reference before and after every write."""
+def round_sequence(get_ref: tuple, post_ref: tuple, discovers: list[tuple],
+                   writes: list[tuple]) -> tuple[list[tuple], dict[str, str]]:
+    """One round's workloads in order, each compared workload next to its control, and
+    what each is compared with: the GET reference, then round-robin before and after
+    every other strategy (round-robin's control is the GET reference, next to its first
+    and last run), the GET reference again; then the POST reference around every write."""
     rr = next((w for w in discovers if w[0] == ROUND_ROBIN), None)
     others = [w for w in discovers if w is not rr]
-    sequence = [get_ref]
+    sequence, control_of = [get_ref], {}
     if rr is None:
         sequence += others
     else:
         sequence.append(rr)
+        control_of[ROUND_ROBIN] = get_ref[0]
         for w in others:
             sequence += [w, rr]
-    sequence.append(get_ref)
-    sequence.append(post_ref)
+            control_of[w[0]] = ROUND_ROBIN
+    sequence += [get_ref, post_ref]
     for w in writes:
         sequence += [w, post_ref]
-    return sequence
-
-
-def controls(discovers: list[tuple], writes: list[tuple]) -> dict[str, str]:
-    """What each workload's paired ratio is to: see :func:`round_sequence`."""
-    pairs = {name: ROUND_ROBIN for name, _, _ in discovers if name != ROUND_ROBIN}
-    pairs[ROUND_ROBIN] = REFERENCE_NAMES[0]
-    pairs.update({name: POST_REFERENCE_NAMES[0] for name, _, _ in writes})
-    return pairs
+        control_of[w[0]] = post_ref[0]
+    return sequence, control_of
 
 
 def paired_ratios(rounds: list[list[Result]], control_of: dict[str, str]) -> dict[str, list[float]]:

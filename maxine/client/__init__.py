@@ -98,8 +98,6 @@ def _read(response: httpx.Response, unavailable_on_404: bool = False):
     return payload
 
 
-
-
 def _reports_body(batch: list[dict]) -> dict:
     return {"reports": batch}
 
