@@ -19,3 +19,9 @@ def test_runs_the_post_workloads_through_the_app():
 def test_a_failing_workload_is_reported(capsys):
     assert inprocess.main(["no-such-strategy", "10"]) == 1  # every discovery is a 400
     assert "10 of 10 requests failed" in capsys.readouterr().err
+
+
+def test_the_server_settings_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("MAXINE_STRATEGIES", "round-robin,c3")
+    assert inprocess.main(["c3", "50"]) == 0
+    assert inprocess.main(["advanced-ml", "50"]) == 1  # not offered: every discovery is a 400

@@ -68,6 +68,19 @@ class Balancers:
         self.deferred_reports = 0
         self.deferred_settles = 0
 
+    @property
+    def observers(self) -> tuple:
+        """The strategies that learn from call outcomes (``learn_one``)."""
+        return self._observers
+
+    @observers.setter
+    def observers(self, strategies) -> None:
+        # each one's methods bound once: a client report calls them all
+        self._observers = tuple(strategies)
+        self._learns = tuple(s.learn_one for s in self._observers)
+        self._notes = tuple(getattr(s, "note_one", s.learn_one) for s in self._observers)
+        self._settles = tuple(s.settle for s in self._observers if hasattr(s, "settle"))
+
     def get(self, name: str) -> Strategy | None:
         return self.strategies.get(name)
 
@@ -79,21 +92,19 @@ class Balancers:
         if self.defer is not None and self._settle_later(now):
             self.note_one(node, latency_ms, success, now)
             return
-        for strategy in self.observers:
-            strategy.learn_one(node, latency_ms, success, now)
+        for learn in self._learns:
+            learn(node, latency_ms, success, now)
 
     def note_one(self, node, latency_ms: float, success: bool, now: float) -> None:
         """:meth:`learn_one` for one outcome of a batch: a strategy with ``note_one``
         leaves its heavy part for :meth:`settle`, which must follow the batch."""
-        for strategy in self.observers:
-            getattr(strategy, "note_one", strategy.learn_one)(node, latency_ms, success, now)
+        for note in self._notes:
+            note(node, latency_ms, success, now)
 
     def settle(self, now: float) -> None:
         """After a batch of :meth:`note_one`: the deferred parts, once each."""
-        for strategy in self.observers:
-            settle = getattr(strategy, "settle", None)
-            if settle is not None:
-                settle(now)
+        for settle in self._settles:
+            settle(now)
 
     def _settle_later(self, now: float) -> bool:
         """A :meth:`settle` at the end of this loop iteration, unless one is due already;

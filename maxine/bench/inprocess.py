@@ -10,9 +10,11 @@ raw ASGI reference app, GET), ``reference-post`` (the reference reading a POST
 body), ``heartbeat``, ``record-response-time`` or ``record-response-times``
 (``maxine bench http``'s POST bodies, rotating over the population; the last
 carries 16 reports per request). The population is 10 services × 10
-instances; before the POST workloads every strategy has discovered every
-service (so the learning strategies have per-node state, as in ``maxine bench
-http``, where the POSTs run after the discoveries). A fake clock advances 25 µs
+instances. The server's settings come from the ``MAXINE_*`` environment:
+``MAXINE_STRATEGIES=round-robin,advanced-ml`` counts what a report costs with
+only those strategies offered. Before the POST workloads every strategy has
+discovered every service (so the learning strategies have per-node state, as in
+``maxine bench http``, where the POSTs run after the discoveries). A fake clock advances 25 µs
 per request, and ``advanced-ml``'s background refresh runs every 1,000 requests
 (every 50 ms at 20k requests/s), as the server's job does. As on the server,
 client reports are learnt once per event-loop iteration (``Balancers.defer``),
@@ -58,13 +60,13 @@ def main(argv=None) -> int:
         now[0] += 25e-6
         return now[0]
 
-    maxine = Maxine(Settings(), clock=clock)
+    maxine = Maxine(Settings.from_env(), clock=clock)  # MAXINE_STRATEGIES: count a subset
     node_ids = []
     for s in range(10):
         for i in range(10):
             status, reply = maxine.register({"serviceName": f"svc-{s}", "host": "127.0.0.1", "port": 9000 + i})
             node_ids.append(reply["nodeId"])
-    app = create_app(Settings(), maxine)
+    app = create_app(maxine.settings, maxine)
     if which in POST_PATHS:
         if which == "reference-post":
             app = reference.asgi_app

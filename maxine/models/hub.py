@@ -667,7 +667,7 @@ def install(maxine, models_root=None) -> MLHub:
     if isinstance(hub, MLHub):
         return hub
     hub = maxine.ml = MLHub(maxine, models_root=models_root)
-    maxine.balancers.observers.append(hub)
+    maxine.balancers.observers += (hub,)
     settings = getattr(maxine, "settings", None)
     if settings is None or getattr(settings, "ml", True):
         maxine.background.append(hub.run)
