@@ -142,3 +142,14 @@ def test_lost_reports_do_not_wreck_routing(strategy):
     assert min(min(r["share"][:-1]) for r in runs) > 0.05  # and no healthy one is starved (fair: ~0.11)
     p99 = sum(r["p99_ms"] for r in runs) / len(runs)
     assert p99 < 1.25 * sum(r["p99_ms"] for r in clean) / len(clean), p99
+
+
+def test_the_scenario_files_the_docs_measure_are_valid_and_run():
+    from pathlib import Path
+
+    paths = sorted((Path(__file__).parent.parent / "docs").glob("learned-routing.*.json"))
+    assert len(paths) >= 8
+    for path in paths:
+        sc = load(path)
+        result = simulate({**sc, "requests": 600}, "least-response-time", 11)
+        assert 0.0 < result["p99_ms"] <= sc["timeout_ms"], path.name
