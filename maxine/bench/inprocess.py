@@ -14,8 +14,8 @@ instances. The server's settings come from the ``MAXINE_*`` environment:
 ``MAXINE_STRATEGIES=round-robin,advanced-ml`` counts what a report costs with
 only those strategies offered. Before the POST workloads every strategy has
 discovered every service (so the learning strategies have per-node state, as in
-``maxine bench http``, where the POSTs run after the discoveries). A fake clock advances 25 µs
-per request, and ``advanced-ml``'s background refresh runs every 1,000 requests
+``maxine bench http``, where the POSTs run after the discoveries). A fake clock
+advances 25 µs per request, and ``advanced-ml``'s background refresh runs every 1,000 requests
 (every 50 ms at 20k requests/s), as the server's job does. As on the server,
 client reports are learnt once per event-loop iteration (``Balancers.defer``),
 and an iteration here ends every ``REPORTS_PER_ITERATION`` requests (what the
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
         now[0] += 25e-6
         return now[0]
 
-    maxine = Maxine(Settings.from_env(), clock=clock)  # MAXINE_STRATEGIES: count a subset
+    maxine = Maxine(Settings.from_env(), clock=clock)
     node_ids = []
     for s in range(10):
         for i in range(10):
