@@ -58,7 +58,7 @@ class Balancers:
         chosen = available if not names else {n: available[n] for n in names}
         self.default = names[0] if names else DEFAULT
         self.strategies: dict[str, Strategy] = {name: factory() for name, factory in chosen.items()}
-        self.observers = [s for s in self.strategies.values() if hasattr(s, "learn_one")]
+        self.observers = self.strategies.values()
         # On the server, the event loop's call_soon (set by :func:`defer_learning`): a
         # client report is then noted at once and the strategies settle at the end of
         # the loop iteration, once for all the reports of the iteration (advanced-ml:
@@ -75,8 +75,9 @@ class Balancers:
 
     @observers.setter
     def observers(self, strategies) -> None:
-        # each one's methods bound once: a client report calls them all
-        self._observers = tuple(strategies)
+        """Those of ``strategies`` that learn, each one's methods bound once (a client
+        report calls them all)."""
+        self._observers = tuple(s for s in strategies if hasattr(s, "learn_one"))
         self._learns = tuple(s.learn_one for s in self._observers)
         self._notes = tuple(getattr(s, "note_one", s.learn_one) for s in self._observers)
         self._settles = tuple(s.settle for s in self._observers if hasattr(s, "settle"))

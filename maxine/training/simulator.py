@@ -149,12 +149,12 @@ class _View:
             self.balancers = Balancers([])
             strategy = extra_factories[strategy_name]()
             self.balancers.strategies[strategy_name] = strategy
-            self.balancers.observers = [strategy] if hasattr(strategy, "learn_one") else []
+            self.balancers.observers = [strategy]
         else:
             self.balancers = Balancers([strategy_name])
         if wrap is not None:  # e.g. the telemetry recorder around the real strategy
             strategy = self.balancers.strategies[strategy_name] = wrap(self.balancers.strategies[strategy_name])
-            self.balancers.observers = [strategy] if hasattr(strategy, "learn_one") else []
+            self.balancers.observers = [strategy]
         self.strategy = self.balancers.get(strategy_name)
         self.observers = bool(self.balancers.observers)
         self.ctx = PickContext(now=0.0, rng=random.Random(seed), client_key=None)
