@@ -180,9 +180,12 @@ def test_error_shapes(http):
     wrong = http.get("/heartbeat")
     assert wrong.status_code == 405 and wrong.json() == {"error": "Method not allowed"}
     huge = http.post("/register", content=b'{"a":"' + b"x" * (1 << 20) + b'"}')
-    assert huge.status_code == 413 and "error" in huge.json()
+    # the rest of the body is left unread: the server closes the connection and says so,
+    # so the client does not send its next request down it
+    assert huge.status_code == 413 and "error" in huge.json() and huge.headers["connection"] == "close"
     chunked = http.post("/heartbeat", content=iter([b'{"nodeId":"', b"x" * (1 << 20), b'"}']))
-    assert chunked.status_code == 413
+    assert chunked.status_code == 413 and chunked.headers["connection"] == "close"
+    assert http.get("/health").status_code == 200
 
 
 def test_openapi_lists_every_endpoint(http):
@@ -203,3 +206,5 @@ def test_fast_path_off_serves_the_same_contract(svc_name):
         assert http.post("/heartbeat", json={"nodeId": node}).json() == {"success": True}
         assert http.post("/record-response-time", json={"nodeId": node, "responseTime": 3}).json() == {"success": True}
         assert http.post("/heartbeat", content=b"{").json() == {"error": "Invalid JSON"}
+        huge = http.post("/heartbeat", content=b'{"a":"' + b"x" * (1 << 20) + b'"}')
+        assert huge.status_code == 413 and huge.headers["connection"] == "close"

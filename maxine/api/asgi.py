@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import orjson
+from starlette.responses import Response
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 INTERNAL = {"error": "Internal error (logged by the server); retry the request"}
@@ -10,6 +11,11 @@ INTERNAL = {"error": "Internal error (logged by the server); retry the request"}
 
 class BodyTooLarge(Exception):
     answer = (413, {"error": "Request body too large"})
+
+
+# A 413 leaves the rest of the body unread, so the server closes the connection after it; saying so
+# keeps a client from sending its next request down a connection that is about to close.
+CLOSES = frozenset({413})
 
 
 class BadJson(Exception):
@@ -68,11 +74,20 @@ def _start(status: int, length: int) -> dict:
     one message per (status, length) is built once and reused."""
     message = _starts.get((status, length))
     if message is None:
-        message = {"type": "http.response.start", "status": status,
-                   "headers": JSON_HEADERS + [(b"content-length", str(length).encode())]}
+        headers = JSON_HEADERS + [(b"content-length", str(length).encode())]
+        if status in CLOSES:
+            headers.append((b"connection", b"close"))
+        message = {"type": "http.response.start", "status": status, "headers": headers}
         if len(_starts) < 4096:
             _starts[(status, length)] = message
     return message
+
+
+def json_response(status: int, payload, headers: dict | None = None) -> Response:
+    """A JSON response for the FastAPI routes (the fast path sends :func:`response`'s messages)."""
+    if status in CLOSES:
+        headers = {**(headers or {}), "connection": "close"}
+    return Response(encode(payload), status_code=status, media_type="application/json", headers=headers)
 
 
 def response(status: int, body: bytes) -> tuple[dict, dict]:

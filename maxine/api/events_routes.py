@@ -23,18 +23,13 @@ from fastapi.responses import Response, StreamingResponse
 
 from ..persistence import state
 from ..registry.events import RESYNC, Event
-from .asgi import BadJson, BodyTooLarge, read_json
+from .asgi import BadJson, BodyTooLarge, json_response, read_json
 from .operations import Maxine
 
 MAX_WAIT = 600.0
 DEFAULT_WAIT = 300.0
 KEEPALIVE = 15.0
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-
-
-def _json(status: int, payload, headers: dict | None = None) -> Response:
-    return Response(payload if isinstance(payload, bytes) else orjson.dumps(payload), status_code=status,
-                    media_type="application/json", headers=headers)
 
 
 def parse_duration(text: str) -> float | None:
@@ -72,14 +67,14 @@ async def blocking_service(maxine: Maxine, name: str, index: str | None, wait: s
         else:
             timeout = min(parsed, MAX_WAIT)
     if problems:
-        return _json(400, {"error": "Validation failed", "details": problems})
+        return json_response(400, {"error": "Validation failed", "details": problems})
     hub = maxine.events
     if after is not None and hub is not None:
         # Consul adds up to wait/16 of jitter so that watchers don't return in lockstep.
         await hub.wait_for(name, after, timeout + random.uniform(0, timeout / 16))
     status, payload = maxine.service(name)
     current = hub.index_of(name) if hub is not None else payload.get("index", 0)
-    return _json(status, payload, {"X-Maxine-Index": str(current)})
+    return json_response(status, payload, {"X-Maxine-Index": str(current)})
 
 
 def _filters(event: str | None, service_name: str | None, node_id: str | None) -> dict:
@@ -98,14 +93,14 @@ def events_routes(maxine: Maxine) -> APIRouter:
         after = _int_param(since, "since", problems) or 0
         count = _int_param(limit, "limit", problems, lo=1) or 1000
         if problems:
-            return _json(400, {"error": "Validation failed", "details": problems})
+            return json_response(400, {"error": "Validation failed", "details": problems})
         hub = maxine.events
         found, complete = hub.since(after, min(count, 10000), **_filters(event, serviceName, nodeId))
         body = b'{"lastId":%d,"complete":%s,"oldestId":%s,"events":[%s]}' % (
             hub.last_id, b"true" if complete else b"false",
             str(hub.oldest_id()).encode() if hub.oldest_id() is not None else b"null",
             b",".join(e.json for e in found))
-        return _json(200, body)
+        return json_response(200, body)
 
     @router.get("/events/stream", tags=["events"], summary="Server-Sent Events; resume with Last-Event-ID")
     async def stream(request: Request, serviceName: str | None = Query(None), event: str | None = Query(None),
@@ -114,7 +109,7 @@ def events_routes(maxine: Maxine) -> APIRouter:
         problems: list[str] = []
         resume = _int_param(request.headers.get("last-event-id") or since, "Last-Event-ID", problems)
         if problems:
-            return _json(400, {"error": "Validation failed", "details": problems})
+            return json_response(400, {"error": "Validation failed", "details": problems})
         hub = maxine.events
         sub, backlog, complete = hub.subscribe(resume, **_filters(event, serviceName, nodeId))
         start_id = hub.last_id
@@ -223,23 +218,23 @@ def events_routes(maxine: Maxine) -> APIRouter:
 
     @router.get("/backup", tags=["registry"], summary="The whole registry state as one document")
     async def backup():
-        return _json(200, state.dump(maxine.registry, maxine.clock()))
+        return json_response(200, state.dump(maxine.registry, maxine.clock()))
 
     @router.post("/restore", tags=["registry"], summary="Replace the registry state with a backup (validated, all or nothing)")
     async def restore(request: Request):
         blocked = maxine.write_blocked()
         if blocked is not None:
-            return _json(*blocked)
+            return json_response(*blocked)
         try:
             doc = await read_json(request.scope, request.receive, max(maxine.settings.max_body_bytes, 64 << 20))
         except BodyTooLarge:
-            return _json(*BodyTooLarge.answer)
+            return json_response(*BodyTooLarge.answer)
         except BadJson:
-            return _json(400, {"error": "Invalid JSON; nothing was restored"})
+            return json_response(400, {"error": "Invalid JSON; nothing was restored"})
         problems = state.validate(doc)
         if problems:
-            return _json(400, {"error": "Invalid state document; nothing was restored", "details": problems})
+            return json_response(400, {"error": "Invalid state document; nothing was restored", "details": problems})
         loaded = state.apply(maxine.registry, doc)
-        return _json(200, {"success": True, "instances": loaded, "index": maxine.registry.index})
+        return json_response(200, {"success": True, "instances": loaded, "index": maxine.registry.index})
 
     return router

@@ -78,7 +78,7 @@ class FastPath:
             if answer is None:
                 await rsgi.call_http(self.app, scope, proto, self.state, self._counting)
             else:
-                proto.response_bytes(answer[0], rsgi.JSON_HEADERS, answer[1])
+                proto.response_bytes(answer[0], rsgi.json_headers(answer[0]), answer[1])
         else:
             await rsgi.call_websocket(self.app, scope, proto, self.state)
 

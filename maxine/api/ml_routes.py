@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query
 
 from . import validation
 from .operations import Maxine
-from .routes import json_response
+from .asgi import json_response
 
 log = logging.getLogger("maxine.ml")
 

@@ -10,14 +10,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from .asgi import BadJson, BodyTooLarge, encode, read_json
+from .asgi import BadJson, BodyTooLarge, json_response, read_json
 from .events_routes import blocking_service
 from .operations import Maxine
 from .validation import MAX_REPORTS
-
-
-def json_response(status: int, payload) -> Response:
-    return Response(encode(payload), status_code=status, media_type="application/json")
 
 
 def body_schema(required: list[str], properties: dict, example: dict) -> dict:

@@ -12,13 +12,18 @@ from __future__ import annotations
 import logging
 from urllib.parse import unquote
 
-from .asgi import INTERNAL, BodyTooLarge, check_length, encode, loads
+from .asgi import CLOSES, INTERNAL, BodyTooLarge, check_length, encode, loads
 
 log = logging.getLogger("maxine.api")
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.3"}
 JSON_HEADERS = [("content-type", "application/json")]
+CLOSING_JSON_HEADERS = JSON_HEADERS + [("connection", "close")]
 INTERNAL_BODY = encode(INTERNAL)
+
+
+def json_headers(status: int) -> list[tuple[str, str]]:
+    return CLOSING_JSON_HEADERS if status in CLOSES else JSON_HEADERS
 
 
 def _address(text: str) -> tuple[str, int] | None:
