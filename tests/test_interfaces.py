@@ -49,7 +49,8 @@ def test_chunked_bodies_are_read_and_bounded(served):
     ok = client.post("/heartbeat", content=iter([b'{"nodeId":', json.dumps(node).encode(), b"}"]))
     assert ok.status_code == 200, ok.text
     too_large = client.post("/heartbeat", content=iter([b'{"nodeId":"', b"x" * (1 << 20), b'"}']))
-    assert too_large.status_code == 413
+    assert too_large.status_code == 413 and too_large.headers["connection"] == "close"
+    assert client.post("/heartbeat", json={"nodeId": node}).status_code == 200  # on a new connection
     # a chunked body through the bridge (a FastAPI route that reads JSON)
     restore = client.post("/restore", content=iter([b"[1,", b"2]"]))
     assert restore.status_code == 400 and "nothing was restored" in restore.json()["error"]
