@@ -56,6 +56,31 @@ def test_chunked_bodies_are_read_and_bounded(served):
     assert restore.status_code == 400 and "nothing was restored" in restore.json()["error"]
 
 
+def test_an_answer_that_leaves_the_body_unread_closes_the_connection(served):
+    """granian keeps or drops such a connection as the timing falls; the answer must say
+    which, or a client reusing the connection loses its next request."""
+    interface, _, client = served
+    node = register(client, f"unread-{interface}", 7003)
+    unread = {
+        "fast path, GET with a body": client.request("GET", "/discover", params={"serviceName": f"unread-{interface}"},
+                                                     content=b"{}"),
+        "bridge, no such route": client.post("/no-such-route", content=b"{}"),
+        "bridge, wrong method": client.put("/heartbeat", content=b"{}"),
+        "bridge, chunked": client.post("/no-such-route", content=iter([b"{", b"}"])),
+    }
+    for case, answer in unread.items():
+        assert answer.headers.get("connection") == "close", (case, answer.status_code, answer.headers)
+    assert unread["fast path, GET with a body"].json()["nodeId"] == node
+    read = {
+        "fast path": client.post("/heartbeat", json={"nodeId": node}),
+        "bridge": client.post("/restore", content=b"[1, 2]"),  # a FastAPI route that reads its body
+        "no body": client.get("/no-such-route"),
+    }
+    for case, answer in read.items():
+        assert answer.headers.get("connection") != "close", (case, answer.status_code, answer.headers)
+    assert read["bridge"].status_code == 400 and read["fast path"].status_code == 200
+
+
 def test_client_id_header_keys_consistent_hash(served):
     interface, _, client = served
     service = f"hash-{interface}"

@@ -13,11 +13,6 @@ class BodyTooLarge(Exception):
     answer = (413, {"error": "Request body too large"})
 
 
-# A 413 leaves the rest of the body unread, so the server closes the connection after it; saying so
-# keeps a client from sending its next request down a connection that is about to close.
-CLOSES = frozenset({413})
-
-
 class BadJson(Exception):
     answer = (400, {"error": "Invalid JSON"})
 
@@ -29,6 +24,16 @@ def check_length(value, limit: int) -> None:
             raise BodyTooLarge
     except ValueError:
         pass
+
+
+def declares_body(scope) -> bool:
+    """Whether an ASGI request announces a body."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return value.strip() != b"0"
+        if name == b"transfer-encoding":
+            return True
+    return False
 
 
 def loads(body: bytes):
@@ -66,34 +71,65 @@ def encode(payload) -> bytes:
     return payload if isinstance(payload, bytes) else orjson.dumps(payload)
 
 
-_starts: dict[tuple[int, int], dict] = {}
+# An answer sent before the request body was read says "Connection: close". granian
+# otherwise keeps or drops such a connection as the timing falls (it may not have the
+# whole body yet), and a client that sends its next request down it loses that request.
+CLOSE = (b"connection", b"close")
+
+_starts: dict[tuple[int, int, bool], dict] = {}
 
 
-def _start(status: int, length: int) -> dict:
+def _start(status: int, length: int, close: bool) -> dict:
     """The response-start message for a JSON body; servers only read it, so
-    one message per (status, length) is built once and reused."""
-    message = _starts.get((status, length))
+    one message per (status, length, close) is built once and reused."""
+    key = (status, length, close)
+    message = _starts.get(key)
     if message is None:
         headers = JSON_HEADERS + [(b"content-length", str(length).encode())]
-        if status in CLOSES:
-            headers.append((b"connection", b"close"))
+        if close:
+            headers.append(CLOSE)
         message = {"type": "http.response.start", "status": status, "headers": headers}
         if len(_starts) < 4096:
-            _starts[(status, length)] = message
+            _starts[key] = message
     return message
 
 
 def json_response(status: int, payload, headers: dict | None = None) -> Response:
     """A JSON response for the FastAPI routes (the fast path sends :func:`response`'s messages)."""
-    if status in CLOSES:
-        headers = {**(headers or {}), "connection": "close"}
     return Response(encode(payload), status_code=status, media_type="application/json", headers=headers)
 
 
-def response(status: int, body: bytes) -> tuple[dict, dict]:
+def response(status: int, body: bytes, close: bool = False) -> tuple[dict, dict]:
     """The two ASGI messages of a JSON response (the caller awaits ``send`` on each:
     one coroutine frame less per request than a helper that sends them)."""
-    return _start(status, len(body)), {"type": "http.response.body", "body": body}
+    return _start(status, len(body), close), {"type": "http.response.body", "body": body}
+
+
+class ClosesUnread:
+    """ASGI middleware: an HTTP answer that starts before the request body was
+    read in full says "Connection: close" (see :data:`CLOSE`)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not declares_body(scope):
+            return await self.app(scope, receive, send)
+        unread = True
+
+        async def watched_receive():
+            nonlocal unread
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                unread = False
+            return message
+
+        async def closing_send(message):
+            if unread and message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), CLOSE]}
+            await send(message)
+
+        await self.app(scope, watched_receive, closing_send)
 
 
 def client_ip(scope) -> str | None:

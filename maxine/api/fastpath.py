@@ -15,7 +15,7 @@ import logging
 from time import perf_counter
 
 from . import asgi, rsgi
-from .asgi import INTERNAL, BadJson, BodyTooLarge, encode, response
+from .asgi import INTERNAL, BadJson, BodyTooLarge, ClosesUnread, encode, response
 from .operations import Maxine
 from .routes import body_operations
 
@@ -30,22 +30,30 @@ class FastPath:
         self.body_ops = body_operations(maxine) if enabled else {}
         self.discover_enabled = enabled
         self.state: dict = {}  # the lifespan state, handed to the app on RSGI (set by the server)
+        self.http_app = ClosesUnread(self._counting_app)  # the app, as HTTP requests reach it from here
 
-    async def answer(self, method, path, query_string, scope, source, read_json, peer):
-        """``(status, body bytes)`` for a fast-path route, None for the app.
-        ``await read_json(scope, source, limit)`` reads the request body;
-        ``peer(scope)`` gives the caller's address and client id."""
+    async def answer(self, method, path, query_string, scope, source, io):
+        """``(status, body bytes, close)`` for a fast-path route, None for the app;
+        ``close`` when the answer leaves the request body unread. ``io`` is the
+        interface's module (:mod:`~maxine.api.asgi` or :mod:`~maxine.api.rsgi`):
+        ``await io.read_json(scope, source, limit)`` reads the request body,
+        ``io.peer(scope)`` gives the caller's address and client id."""
         maxine = self.maxine
         maxine.requests += 1
+        close = False
         try:
             if method == "GET" and path == "/discover" and self.discover_enabled:
                 started = perf_counter()
-                status, payload = maxine.discover(query_string, scope, peer)
+                status, payload = maxine.discover(query_string, scope, io.peer)
                 maxine.discover_latency.observe(perf_counter() - started)
+                close = io.declares_body(scope)
             elif (operation := self.body_ops.get((method, path))) is not None:
                 try:
-                    status, payload = operation(await read_json(scope, source, self.limit))
-                except (BodyTooLarge, BadJson) as exc:
+                    status, payload = operation(await io.read_json(scope, source, self.limit))
+                except BodyTooLarge as exc:
+                    status, payload = exc.answer
+                    close = True
+                except BadJson as exc:
                     status, payload = exc.answer
             else:
                 return None
@@ -54,15 +62,14 @@ class FastPath:
             status, payload = 500, INTERNAL
         if status >= 400:
             maxine.errors += 1
-        return status, encode(payload)
+        return status, encode(payload), close
 
     async def __call__(self, scope, receive, send):
         """ASGI."""
         if scope["type"] == "http":
-            answer = await self.answer(scope["method"], scope["path"], scope["query_string"], scope, receive,
-                                       asgi.read_json, asgi.peer)
+            answer = await self.answer(scope["method"], scope["path"], scope["query_string"], scope, receive, asgi)
             if answer is None:
-                await self.app(scope, receive, self._counting(send))
+                await self.http_app(scope, receive, send)
             else:
                 start, body = response(*answer)
                 await send(start)
@@ -73,18 +80,18 @@ class FastPath:
     async def __rsgi__(self, scope, proto):
         """RSGI (granian)."""
         if scope.proto == "http":
-            answer = await self.answer(scope.method, scope.path, scope.query_string.encode(), scope, proto,
-                                       rsgi.read_json, rsgi.peer)
+            answer = await self.answer(scope.method, scope.path, scope.query_string.encode(), scope, proto, rsgi)
             if answer is None:
-                await rsgi.call_http(self.app, scope, proto, self.state, self._counting)
+                await rsgi.call_http(self.http_app, scope, proto, self.state)
             else:
-                proto.response_bytes(answer[0], rsgi.json_headers(answer[0]), answer[1])
+                proto.response_bytes(answer[0], rsgi.json_headers(answer[2]), answer[1])
         else:
             await rsgi.call_websocket(self.app, scope, proto, self.state)
 
-    def _counting(self, send):
+    async def _counting_app(self, scope, receive, send):
+        """The app, with its error answers counted."""
         async def counting_send(message):
             if message["type"] == "http.response.start" and message["status"] >= 400:
                 self.maxine.errors += 1
             await send(message)
-        return counting_send
+        await self.app(scope, receive, counting_send)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from urllib.parse import unquote
 
-from .asgi import CLOSES, INTERNAL, BodyTooLarge, check_length, encode, loads
+from .asgi import INTERNAL, BodyTooLarge, check_length, encode, loads
 
 log = logging.getLogger("maxine.api")
 
@@ -22,8 +22,17 @@ CLOSING_JSON_HEADERS = JSON_HEADERS + [("connection", "close")]
 INTERNAL_BODY = encode(INTERNAL)
 
 
-def json_headers(status: int) -> list[tuple[str, str]]:
-    return CLOSING_JSON_HEADERS if status in CLOSES else JSON_HEADERS
+def json_headers(close: bool) -> list[tuple[str, str]]:
+    """A JSON answer's headers; ``close`` when it goes out before the request body
+    was read (:data:`maxine.api.asgi.CLOSE`)."""
+    return CLOSING_JSON_HEADERS if close else JSON_HEADERS
+
+
+def declares_body(scope) -> bool:
+    """Whether an RSGI request announces a body."""
+    headers = scope.headers
+    length = headers.get("content-length")
+    return "transfer-encoding" in headers if length is None else length.strip() != "0"
 
 
 def _address(text: str) -> tuple[str, int] | None:
@@ -74,9 +83,8 @@ def _headers(start: dict) -> list[tuple[str, str]]:
     return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start["headers"]]
 
 
-async def call_http(app, scope, proto, state: dict, wrap_send=None) -> None:
-    """Serve one HTTP request with the ASGI ``app`` (its ``send`` passed through
-    ``wrap_send`` when given)."""
+async def call_http(app, scope, proto, state: dict) -> None:
+    """Serve one HTTP request with the ASGI ``app``."""
     chunks = proto.__aiter__()
     more_body = True
     start = stream = None
@@ -115,17 +123,17 @@ async def call_http(app, scope, proto, state: dict, wrap_send=None) -> None:
                     raise OSError(str(exc)) from exc
 
     try:
-        await app(asgi_scope(scope, "http", state), receive, send if wrap_send is None else wrap_send(send))
+        await app(asgi_scope(scope, "http", state), receive, send)
     except Exception:
         if not answered:
             log.exception("unhandled error on %s %s", scope.method, scope.path)
-            proto.response_bytes(500, JSON_HEADERS, INTERNAL_BODY)
+            proto.response_bytes(500, json_headers(more_body and declares_body(scope)), INTERNAL_BODY)
         # else the app answered (a 500 from its error handler, which logged it) or the stream broke
         return
     if not answered:
         if start is None:
             log.error("no response from the app on %s %s", scope.method, scope.path)
-            proto.response_bytes(500, JSON_HEADERS, INTERNAL_BODY)
+            proto.response_bytes(500, json_headers(more_body and declares_body(scope)), INTERNAL_BODY)
         else:  # a start with no body message: an empty body
             proto.response_bytes(start["status"], _headers(start), b"")
 
