@@ -221,6 +221,11 @@ class NodeState:
         if hasattr(cache, "dispatched"):
             self.dispatch_watchers += (ref,)
 
+    def remove_watcher(self, cache) -> None:
+        """Undo :meth:`add_watcher` (and drop dead watchers)."""
+        self.watchers = tuple(w for w in self.watchers if w() is not None and w() is not cache)
+        self.dispatch_watchers = tuple(w for w in self.dispatch_watchers if w() is not None and w() is not cache)
+
     def steady_until(self, now: float) -> float:
         """Until when :meth:`in_flight` and ``outstanding.count`` keep their values
         unless an event (dispatch, result, load report) arrives: the load report

@@ -16,7 +16,7 @@ import pytest
 
 from maxine.balancers import Balancers, PickContext
 from maxine.balancers.ml_strategies import HEALTH_KEY
-from maxine.balancers.pickers import first_lowest
+from maxine.balancers.pickers import RETIRE_EVENTS_PER_NODE, ScanBook, first_lowest
 from maxine.registry import Pool, Registry
 
 
@@ -42,9 +42,11 @@ EXACT = {
 }
 
 
-def drive(name, steps=3000, n=10, seed=0, params=None, report=None):
+def drive(name, steps=3000, n=10, seed=0, params=None, report=None, idle_events=0):
     """Pick with the book and with the exact scan on twin fleets; returns the picks.
-    ``report(events)`` draws a load report's in-flight (whole numbers by default)."""
+    ``report(events)`` draws a load report's in-flight (whole numbers by default).
+    ``idle_events``: every 250 steps, that many dispatches and results with no pick
+    between (other strategies' traffic), then a check that the book retired."""
     report_in_flight = report or (lambda events: events.randrange(6))
     cached, exact = Balancers([name]), Balancers([name])
     sc, se = cached.get(name), exact.get(name)
@@ -88,6 +90,16 @@ def drive(name, steps=3000, n=10, seed=0, params=None, report=None):
         elif r < 0.7:  # a dispatch by another strategy, not through this pick
             for pool in (pc, pe):
                 pool.nodes[k].state.on_dispatch(now)
+        if idle_events and step % 250 == 249:
+            for _ in range(idle_events):
+                now += 0.001
+                k = events.randrange(n)
+                latency = events.lognormvariate(2.0, 0.7) if events.random() < 0.5 else None
+                for pool in (pc, pe):
+                    pool.nodes[k].state.on_dispatch(now)
+                    if latency is not None:
+                        pool.nodes[k].state.on_result(latency, True, now)
+            assert not any(type(w()) is ScanBook for w in pc.nodes[0].state.watchers), "an idle book kept watching"
     return picks
 
 
@@ -95,6 +107,28 @@ def drive(name, steps=3000, n=10, seed=0, params=None, report=None):
 def test_cached_picks_equal_the_exact_scan(name):
     picks = drive(name)
     assert len(set(picks)) >= 3  # the run spreads load: the comparison covered many different picks
+
+
+@pytest.mark.parametrize("name", ["least-connections", "least-response-time", "predictive"])
+def test_a_book_idle_for_long_retires_and_its_successor_picks_the_same(name):
+    """Traffic the book's strategy did not pick (other strategies' dispatches and reports)
+    past RETIRE_EVENTS_PER_NODE per node: the book stops watching, and the next pick
+    builds a new one that still picks what the exact scan picks."""
+    picks = drive(name, steps=1000, idle_events=RETIRE_EVENTS_PER_NODE * 10 + 50)
+    assert len(set(picks)) >= 3
+
+
+def test_a_book_in_use_does_not_retire():
+    pool = fleet(3)
+    s = Balancers(["least-connections"]).get("least-connections")
+    ctx = PickContext(now=0.0, rng=random.Random(0))
+    book = None
+    for step in range(RETIRE_EVENTS_PER_NODE * 3 * 4):
+        node = s.pick(pool, ctx)
+        node.state.on_dispatch(ctx.now)
+        node.state.on_result(5.0, True, ctx.now)
+        book = book or pool.cache[s._key]
+    assert pool.cache[s._key] is book and not book.retired
 
 
 def test_c3_book_per_clients_parameter():

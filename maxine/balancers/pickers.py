@@ -15,6 +15,10 @@ from itertools import accumulate, islice
 from ..telemetry import PEAK_EWMA_DECAY_S
 
 REBASE_S = 50.0 * PEAK_EWMA_DECAY_S  # a book's time frame moves after this long (keeps exp() finite)
+# A book retires after this many events per node (dispatches by other strategies, results,
+# load reports) without a pick reading it: a strategy tried once must not tax every later
+# discovery and report of the pool (9 idle books added ~70 % to a round-robin discovery).
+RETIRE_EVENTS_PER_NODE = 64
 
 
 class ScanBook:
@@ -39,10 +43,15 @@ class ScanBook:
     as it is after a result or a load report (``NodeState.changed`` calls
     :meth:`add`) or once ``until`` passed (a report going stale, the
     outstanding-dispatch ring forgetting, a cached value to re-read).
+
+    A book no pick has read for ``RETIRE_EVENTS_PER_NODE`` events per node
+    retires: it stops watching its nodes, and :func:`scan_book` builds a new
+    one when a pick next asks (the same entries: a settle from scratch gives
+    what the kept-up book would have).
     """
 
     __slots__ = ("nodes", "states", "index", "rank", "cost", "key", "base", "q", "steps", "decays", "n_decaying",
-                 "until", "dirty", "due", "t_ref", "__weakref__")
+                 "until", "dirty", "due", "t_ref", "idle", "idle_max", "retired", "__weakref__")
 
     def __init__(self, nodes, estimate, now: float):
         n = len(nodes)
@@ -61,21 +70,38 @@ class ScanBook:
         self.dirty: set = set()
         self.due = -math.inf  # the earliest ``until``
         self.t_ref = now
+        self.idle = 0  # events since a pick last read the book
+        self.idle_max = RETIRE_EVENTS_PER_NODE * n
+        self.retired = False
         for state in self.states:
             state.add_watcher(self)
 
     def add(self, state) -> None:
         """``state``'s telemetry changed: recompute its entry before it is next compared."""
         self.dirty.add(state)
+        self.idle += 1
+        if self.idle > self.idle_max:
+            self.retire()
 
     def dispatched(self, state) -> None:
         """``state`` took one more dispatch."""
+        self.idle += 1
+        if self.idle > self.idle_max:
+            self.retire()
+            return
         i = self.index[state]
         if self.steps[i]:
             self.q[i] = q = self.q[i] + 1
             self.key[i] = self.cost(self.base[i], q)
         else:
             self.dirty.add(state)
+
+    def retire(self) -> None:
+        """Stop watching the nodes; :func:`scan_book` replaces a retired book."""
+        self.retired = True
+        self.dirty.clear()
+        for state in self.states:
+            state.remove_watcher(self)
 
     def settle(self, ctx) -> None:
         """Recompute the entries whose node changed or whose ``until`` passed."""
@@ -181,8 +207,9 @@ def scan_book(pool, key, estimate, ctx) -> ScanBook:
     if ctx.params:
         key = (key, frozenset(ctx.params.items()))
     book = pool.cache.get(key)
-    if book is None:
+    if book is None or book.retired:
         book = pool.cache[key] = ScanBook(pool.nodes, estimate, ctx.now)
+    book.idle = 0
     if book.dirty or ctx.now >= book.due:
         book.settle(ctx)
     return book
