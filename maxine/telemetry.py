@@ -8,7 +8,8 @@ Three feeds update it, each in O(1):
 Caches of values derived from a node (the cost books of the scanning
 strategies) register with :meth:`NodeState.add_watcher`; a result or a load
 report tells every live one (:meth:`NodeState.changed`), and a dispatch tells
-those with a ``dispatched`` method.
+those with a ``dispatched`` method. A per-pool book is a :class:`PoolWatcher`:
+it stops watching once no pick has read it for a while.
 
 The server and the simulator drive the same object through the same verbs,
 so a strategy sees identical information in both places. Times are seconds
@@ -26,6 +27,10 @@ ERROR_EWMA_ALPHA = 0.1
 FAILURE_PENALTY_FACTOR = 5.0  # a failed call counts as this many times the current estimate
 FAILURE_PENALTY_CAP_MS = 10_000.0
 REPORT_FRESH_S = 90.0  # a heartbeat load report older than this is ignored
+# A pool's book retires after this many events per node (dispatches by other strategies,
+# results, load reports) without a pick reading it: a strategy tried once must not tax every
+# later discovery and report of the pool (nine idle books added ~65 % to a round-robin discovery).
+RETIRE_EVENTS_PER_NODE = 64
 
 
 class OutstandingCounter:
@@ -98,6 +103,30 @@ class OutstandingCounter:
         if self.head is not None and int(now // self.width) != self.head:
             self._advance(now)
         return self.total
+
+
+class PoolWatcher:
+    """A per-pool cache that watches its nodes while picks read it.
+
+    Each event it is told of counts in ``idle`` (the subclass's ``add`` and
+    ``dispatched`` do ``self.idle += 1`` and call :meth:`retire` past
+    ``idle_max``); a pick reading it sets ``idle = 0``. A retired watcher
+    no longer watches, and its strategy builds a new one at the next pick."""
+
+    __slots__ = ("watched", "idle", "idle_max", "retired")
+
+    def watch(self, states) -> None:
+        self.watched = states
+        self.idle = 0
+        self.idle_max = RETIRE_EVENTS_PER_NODE * len(states)
+        self.retired = False
+        for state in states:
+            state.add_watcher(self)
+
+    def retire(self) -> None:
+        self.retired = True
+        for state in self.watched:
+            state.remove_watcher(self)
 
 
 class NodeState:
@@ -220,6 +249,13 @@ class NodeState:
         self.dispatch_watchers = tuple(w for w in self.dispatch_watchers if w() is not None and w is not ref)
         if hasattr(cache, "dispatched"):
             self.dispatch_watchers += (ref,)
+
+    def watched_by(self, kind) -> bool:
+        """Whether a live cache of type ``kind`` watches this node."""
+        for ref in self.watchers:
+            if type(ref()) is kind:
+                return True
+        return False
 
     def remove_watcher(self, cache) -> None:
         """Undo :meth:`add_watcher` (and drop dead watchers)."""

@@ -96,3 +96,55 @@ def test_a_dropped_pool_frees_its_cost_book_without_the_cycle_collector(tmp_path
     finally:
         gc.enable()
     nodes[0].state.on_load_report(2.0, in_flight=1, cpu=0.5, qps=10.0)  # a dead watch is ignored
+
+
+def test_reports_on_nodes_no_book_watches_are_not_scored_until_a_book_reads_them(tmp_path):
+    """The cached score is read only by cost books: with none watching a node, a report
+    costs no forward pass, and the next book scores the node afresh before its first pick."""
+    s, nodes = scored(tmp_path, n=3)
+    node = nodes[0]
+    before = s.refreshes
+    for k in range(5):
+        node.state.on_result(30.0 + k, True, 1.0 + k * 0.01)
+        s.learn_one(node, 30.0 + k, True, 1.0 + k * 0.01)
+        s.note_one(node, 30.0 + k, True, 1.0 + k * 0.01)
+    s.settle(1.1)
+    assert s.refreshes == before and not s._pending
+    assert node.state.extra[CACHE_KEY][0] != node.state.results  # stale: nobody re-scored it
+    pool = Pool("svc", tuple(nodes))
+    s.pick(pool, PickContext(now=1.2, rng=random.Random(0)))
+    c = node.state.extra[CACHE_KEY]
+    assert c[0] == node.state.results and c[2] == 1.2 and s.refreshes == before + 1  # only the stale one
+    s.learn_one(node, 50.0, True, 1.3)  # watched now: scored on its report
+    assert node.state.extra[CACHE_KEY][2] == 1.3
+
+
+def test_an_idle_cost_book_retires_and_the_next_pick_builds_a_fresh_one(tmp_path):
+    from maxine.balancers.learned import CostBook
+    from maxine.telemetry import RETIRE_EVENTS_PER_NODE
+
+    s, nodes = scored(tmp_path, n=4)
+    pool = Pool("svc", tuple(nodes))
+    ctx = PickContext(now=1.0, rng=random.Random(0))
+    s.pick(pool, ctx)
+    book = pool.cache[s._key]
+    for k in range(RETIRE_EVENTS_PER_NODE * 4 * 3):  # reports, with a pick now and then: the book stays
+        node = nodes[k % 4]
+        node.state.on_result(40.0, True, 1.0 + k * 1e-5)
+        s.learn_one(node, 40.0, True, 1.0 + k * 1e-5)
+        if k % RETIRE_EVENTS_PER_NODE == 0:
+            s.pick(pool, ctx)
+    assert not book.retired and pool.cache[s._key] is book
+    for k in range(RETIRE_EVENTS_PER_NODE * 4 + 1):  # no pick reads it: it retires
+        node = nodes[k % 4]
+        node.state.on_result(40.0, True, 1.1 + k * 1e-4)
+        s.learn_one(node, 40.0, True, 1.1 + k * 1e-4)
+    assert book.retired and not any(n.state.watched_by(CostBook) for n in nodes)
+    before = s.refreshes
+    nodes[1].state.on_result(45.0, True, 1.2)
+    s.learn_one(nodes[1], 45.0, True, 1.2)
+    assert s.refreshes == before
+    ctx.now = 1.25
+    s.pick(pool, ctx)
+    assert pool.cache[s._key] is not book and all(n.state.watched_by(CostBook) for n in nodes)
+    assert all(n.state.extra[CACHE_KEY][0] == n.state.results for n in nodes)

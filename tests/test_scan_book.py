@@ -16,8 +16,9 @@ import pytest
 
 from maxine.balancers import Balancers, PickContext
 from maxine.balancers.ml_strategies import HEALTH_KEY
-from maxine.balancers.pickers import RETIRE_EVENTS_PER_NODE, ScanBook, first_lowest
+from maxine.balancers.pickers import ScanBook, first_lowest
 from maxine.registry import Pool, Registry
+from maxine.telemetry import RETIRE_EVENTS_PER_NODE
 
 
 def fleet(n, seed=0):

@@ -54,6 +54,7 @@ import numpy as np
 
 from ..models.artifacts import ModelStore, default_store
 from ..models.features import node_row
+from ..telemetry import PoolWatcher
 from .estimates import PeakEwma
 from .pickers import PowerOfTwo
 
@@ -64,7 +65,7 @@ UNCAPPED = 1 << 62
 CAP_MIN_TOTAL = 20.0  # the share cap applies once the pool's decayed dispatch count passes this
 
 
-class CostBook:
+class CostBook(PoolWatcher):
     """One pool's pick state: each node's current cost, what one more dispatch
     from this registry adds to it, and how many more it may take under the
     share cap.
@@ -78,7 +79,12 @@ class CostBook:
 
     Shares of recent dispatches decay with ``tau``; they are kept multiplied by
     exp((t - t0) / tau) and brought up to date at each sweep (:meth:`rebase`)
-    from the picks counted down in ``allow`` since the previous one."""
+    from the picks counted down in ``allow`` since the previous one.
+
+    A book no pick has read for a while retires (:class:`~maxine.telemetry.PoolWatcher`),
+    and its nodes' scores are then no longer refreshed on their reports: no
+    pick reads them. The next pick builds a new book, which scores afresh the
+    nodes whose telemetry changed since their last score."""
 
     __slots__ = ("nodes", "index", "d", "refresh_s", "mlp", "cost", "slope", "stamp", "allow", "granted",
                  "share", "total",
@@ -101,8 +107,7 @@ class CostBook:
         self.t0 = now
         self.unit = 1.0
         self.dirty: set = set()
-        for node in nodes:
-            node.state.add_watcher(self)
+        self.watch([node.state for node in nodes])
         self.oldest = min(node.registered_at for node in nodes)
         self.typical = None  # running mean of the entries' per-request latency (the error penalty's unit)
         self.due = self.sweep_at = now
@@ -112,6 +117,9 @@ class CostBook:
         self.dirty.add(state)
         if not self.d:
             self.due = -math.inf
+        self.idle += 1
+        if self.idle > self.idle_max:
+            self.retire()
 
     def rebase(self, now: float, tau: float, cap: float) -> None:
         """Count the picks since the last rebase into the decayed shares, then
@@ -222,10 +230,11 @@ class AdvancedML:
     # --- picking ---------------------------------------------------------------
     def pick(self, pool, ctx):
         book = pool.cache.get(self._key)
-        if book is None or ctx.now >= book.due:
+        if book is None or ctx.now >= book.due or book.retired:
             book = self._update(pool, book, ctx)
             if book is None:
                 return self._fall_back(pool, ctx)
+        book.idle = 0
         # the common case: nothing changed since the costs were computed
         cost = book.cost
         if book.d:  # a large pool: power of d choices, O(d), and no herding across registries
@@ -337,6 +346,8 @@ class AdvancedML:
             return
         if self.fast_errors:
             self._fast_error(node, latency_ms, success)
+        if not node.state.watched_by(CostBook):  # no pick reads its score (see CostBook)
+            return
         self._pending[id(node)] = node
         self.noted_reports += 1
 
@@ -355,6 +366,8 @@ class AdvancedML:
             return
         if self.fast_errors:
             self._fast_error(node, latency_ms, success)
+        if not node.state.watched_by(CostBook):  # no pick reads its score (see CostBook)
+            return
         pending = self._pending
         if pending:
             pending[id(node)] = node
@@ -383,7 +396,8 @@ class AdvancedML:
         now, rng = ctx.now, ctx.rng
         nodes = pool.nodes
         try:
-            if book is None:
+            if book is None or book.retired:
+                self._forget_stale(nodes)
                 if len(nodes) > self.scan_max:
                     book = CostBook(nodes, now, self.d, self.sampled_refresh_s)
                 else:
@@ -406,6 +420,17 @@ class AdvancedML:
             return None
         self.fallback_reason = None
         return book
+
+    @staticmethod
+    def _forget_stale(nodes) -> None:
+        """Drop the cached scores that client reports made stale while no book watched the
+        node (a watched node is re-scored on each report): the new book scores them cold,
+        in one pass. A new load report is handled as in a live book (``_settle``)."""
+        for node in nodes:
+            state = node.state
+            c = state.extra.get(CACHE_KEY)
+            if c is not None and c[0] != state.results:
+                del state.extra[CACHE_KEY]
 
     def _sample(self, book, ctx):
         """Power of d choices in a large pool: d distinct candidates, whose

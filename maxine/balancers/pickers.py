@@ -12,16 +12,12 @@ import hashlib
 import math
 from itertools import accumulate, islice
 
-from ..telemetry import PEAK_EWMA_DECAY_S
+from ..telemetry import PEAK_EWMA_DECAY_S, PoolWatcher
 
 REBASE_S = 50.0 * PEAK_EWMA_DECAY_S  # a book's time frame moves after this long (keeps exp() finite)
-# A book retires after this many events per node (dispatches by other strategies, results,
-# load reports) without a pick reading it: a strategy tried once must not tax every later
-# discovery and report of the pool (9 idle books added ~70 % to a round-robin discovery).
-RETIRE_EVENTS_PER_NODE = 64
 
 
-class ScanBook:
+class ScanBook(PoolWatcher):
     """One pool's loads under one estimate, kept up to date instead of
     re-evaluated for every candidate on every pick (Finagle's heap balancer,
     and advanced-ml's ``CostBook``, do the same).
@@ -44,14 +40,13 @@ class ScanBook:
     :meth:`add`) or once ``until`` passed (a report going stale, the
     outstanding-dispatch ring forgetting, a cached value to re-read).
 
-    A book no pick has read for ``RETIRE_EVENTS_PER_NODE`` events per node
-    retires: it stops watching its nodes, and :func:`scan_book` builds a new
-    one when a pick next asks (the same entries: a settle from scratch gives
-    what the kept-up book would have).
+    A book no pick has read for a while retires (:class:`~maxine.telemetry.PoolWatcher`);
+    :func:`scan_book` then builds a new one, with the same entries: a settle
+    from scratch gives what the kept-up book would have.
     """
 
     __slots__ = ("nodes", "states", "index", "rank", "cost", "key", "base", "q", "steps", "decays", "n_decaying",
-                 "until", "dirty", "due", "t_ref", "idle", "idle_max", "retired", "__weakref__")
+                 "until", "dirty", "due", "t_ref", "__weakref__")
 
     def __init__(self, nodes, estimate, now: float):
         n = len(nodes)
@@ -70,11 +65,7 @@ class ScanBook:
         self.dirty: set = set()
         self.due = -math.inf  # the earliest ``until``
         self.t_ref = now
-        self.idle = 0  # events since a pick last read the book
-        self.idle_max = RETIRE_EVENTS_PER_NODE * n
-        self.retired = False
-        for state in self.states:
-            state.add_watcher(self)
+        self.watch(self.states)
 
     def add(self, state) -> None:
         """``state``'s telemetry changed: recompute its entry before it is next compared."""
@@ -95,13 +86,6 @@ class ScanBook:
             self.key[i] = self.cost(self.base[i], q)
         else:
             self.dirty.add(state)
-
-    def retire(self) -> None:
-        """Stop watching the nodes; :func:`scan_book` replaces a retired book."""
-        self.retired = True
-        self.dirty.clear()
-        for state in self.states:
-            state.remove_watcher(self)
 
     def settle(self, ctx) -> None:
         """Recompute the entries whose node changed or whose ``until`` passed."""
