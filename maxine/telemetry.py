@@ -31,6 +31,7 @@ REPORT_FRESH_S = 90.0  # a heartbeat load report older than this is ignored
 # results, load reports) without a pick reading it: a strategy tried once must not tax every
 # later discovery and report of the pool (nine idle books added ~65 % to a round-robin discovery).
 RETIRE_EVENTS_PER_NODE = 64
+IDLE_ROUND = 256
 
 
 class OutstandingCounter:
@@ -108,20 +109,29 @@ class OutstandingCounter:
 class PoolWatcher:
     """A per-pool cache that watches its nodes while picks read it.
 
-    Each event it is told of counts in ``idle`` (the subclass's ``add`` and
-    ``dispatched`` do ``self.idle += 1`` and call :meth:`retire` past
-    ``idle_max``); a pick reading it sets ``idle = 0``. A retired watcher
-    no longer watches, and its strategy builds a new one at the next pick."""
+    Each event it is told of counts down ``idle`` (the subclass's ``add`` and
+    ``dispatched`` do ``self.idle -= 1`` and call :meth:`idle_round` at 0); a
+    pick reading it sets ``rounds = 0``. After ``RETIRE_EVENTS_PER_NODE`` events
+    per node (whole rounds of 256) with no pick, it retires: it no longer watches,
+    and its strategy builds a new one at the next pick. (Counting down in rounds
+    keeps the count a small int, which costs no allocation per event.)"""
 
-    __slots__ = ("watched", "idle", "idle_max", "retired")
+    __slots__ = ("watched", "idle", "rounds", "rounds_max", "retired")
 
     def watch(self, states) -> None:
         self.watched = states
-        self.idle = 0
-        self.idle_max = RETIRE_EVENTS_PER_NODE * len(states)
+        self.idle = IDLE_ROUND
+        self.rounds = 0
+        self.rounds_max = -(-RETIRE_EVENTS_PER_NODE * len(states) // IDLE_ROUND)
         self.retired = False
         for state in states:
             state.add_watcher(self)
+
+    def idle_round(self) -> None:
+        self.idle = IDLE_ROUND
+        self.rounds += 1
+        if self.rounds > self.rounds_max:  # a pick may come in any round: wait rounds_max whole ones
+            self.retire()
 
     def retire(self) -> None:
         self.retired = True

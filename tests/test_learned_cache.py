@@ -121,7 +121,7 @@ def test_reports_on_nodes_no_book_watches_are_not_scored_until_a_book_reads_them
 
 def test_an_idle_cost_book_retires_and_the_next_pick_builds_a_fresh_one(tmp_path):
     from maxine.balancers.learned import CostBook
-    from maxine.telemetry import RETIRE_EVENTS_PER_NODE
+    from maxine.telemetry import IDLE_ROUND, RETIRE_EVENTS_PER_NODE
 
     s, nodes = scored(tmp_path, n=4)
     pool = Pool("svc", tuple(nodes))
@@ -132,10 +132,10 @@ def test_an_idle_cost_book_retires_and_the_next_pick_builds_a_fresh_one(tmp_path
         node = nodes[k % 4]
         node.state.on_result(40.0, True, 1.0 + k * 1e-5)
         s.learn_one(node, 40.0, True, 1.0 + k * 1e-5)
-        if k % RETIRE_EVENTS_PER_NODE == 0:
+        if k % 64 == 0:
             s.pick(pool, ctx)
     assert not book.retired and pool.cache[s._key] is book
-    for k in range(RETIRE_EVENTS_PER_NODE * 4 + 1):  # no pick reads it: it retires
+    for k in range(RETIRE_EVENTS_PER_NODE * 4 + 2 * IDLE_ROUND):  # no pick reads it: it retires
         node = nodes[k % 4]
         node.state.on_result(40.0, True, 1.1 + k * 1e-4)
         s.learn_one(node, 40.0, True, 1.1 + k * 1e-4)

@@ -18,7 +18,7 @@ from maxine.balancers import Balancers, PickContext
 from maxine.balancers.ml_strategies import HEALTH_KEY
 from maxine.balancers.pickers import ScanBook, first_lowest
 from maxine.registry import Pool, Registry
-from maxine.telemetry import RETIRE_EVENTS_PER_NODE
+from maxine.telemetry import IDLE_ROUND, RETIRE_EVENTS_PER_NODE
 
 
 def fleet(n, seed=0):
@@ -113,9 +113,9 @@ def test_cached_picks_equal_the_exact_scan(name):
 @pytest.mark.parametrize("name", ["least-connections", "least-response-time", "predictive"])
 def test_a_book_idle_for_long_retires_and_its_successor_picks_the_same(name):
     """Traffic the book's strategy did not pick (other strategies' dispatches and reports)
-    past RETIRE_EVENTS_PER_NODE per node: the book stops watching, and the next pick
+    past RETIRE_EVENTS_PER_NODE per node (and a round): the book stops watching, and the next pick
     builds a new one that still picks what the exact scan picks."""
-    picks = drive(name, steps=1000, idle_events=RETIRE_EVENTS_PER_NODE * 10 + 50)
+    picks = drive(name, steps=1000, idle_events=RETIRE_EVENTS_PER_NODE * 10 + 2 * IDLE_ROUND)
     assert len(set(picks)) >= 3
 
 

@@ -117,9 +117,9 @@ class CostBook(PoolWatcher):
         self.dirty.add(state)
         if not self.d:
             self.due = -math.inf
-        self.idle += 1
-        if self.idle > self.idle_max:
-            self.retire()
+        self.idle -= 1
+        if not self.idle:
+            self.idle_round()
 
     def rebase(self, now: float, tau: float, cap: float) -> None:
         """Count the picks since the last rebase into the decayed shares, then
@@ -234,7 +234,7 @@ class AdvancedML:
             book = self._update(pool, book, ctx)
             if book is None:
                 return self._fall_back(pool, ctx)
-        book.idle = 0
+        book.rounds = 0
         # the common case: nothing changed since the costs were computed
         cost = book.cost
         if book.d:  # a large pool: power of d choices, O(d), and no herding across registries

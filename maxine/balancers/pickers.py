@@ -70,16 +70,17 @@ class ScanBook(PoolWatcher):
     def add(self, state) -> None:
         """``state``'s telemetry changed: recompute its entry before it is next compared."""
         self.dirty.add(state)
-        self.idle += 1
-        if self.idle > self.idle_max:
-            self.retire()
+        self.idle -= 1
+        if not self.idle:
+            self.idle_round()
 
     def dispatched(self, state) -> None:
         """``state`` took one more dispatch."""
-        self.idle += 1
-        if self.idle > self.idle_max:
-            self.retire()
-            return
+        self.idle -= 1
+        if not self.idle:
+            self.idle_round()
+            if self.retired:
+                return
         i = self.index[state]
         if self.steps[i]:
             self.q[i] = q = self.q[i] + 1
@@ -193,7 +194,7 @@ def scan_book(pool, key, estimate, ctx) -> ScanBook:
     book = pool.cache.get(key)
     if book is None or book.retired:
         book = pool.cache[key] = ScanBook(pool.nodes, estimate, ctx.now)
-    book.idle = 0
+    book.rounds = 0
     if book.dirty or ctx.now >= book.due:
         book.settle(ctx)
     return book
