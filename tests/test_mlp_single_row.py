@@ -101,6 +101,8 @@ def test_a_reported_node_is_scored_as_in_a_batch(tmp_path):
                                   latency_ms=10.0 + 3 * k)
         for j in range(k % 4):
             node.state.on_dispatch(0.1 + 0.01 * j)
+    pool = Pool("svc", tuple(nodes))
+    one.pick(pool, PickContext(now=0.4, rng=random.Random(0)))  # the pool's book watches them while it lives
     got = []
     for node in nodes:
         node.state.on_result(25.0, True, 0.5)
@@ -110,7 +112,7 @@ def test_a_reported_node_is_scored_as_in_a_batch(tmp_path):
     assert batch.refresh_pending(0.5, limit=1000) == len(nodes)
     want = [node.state.extra[CACHE_KEY][3] for node in nodes]
     np.testing.assert_allclose(got, want, rtol=1e-12)
-    assert len(set(got)) > 1
+    assert len(set(got)) > 1 and pool.nodes == tuple(nodes)
 
 
 def test_a_report_reaches_the_cost_books_through_on_result(tmp_path):
