@@ -29,7 +29,7 @@ FAILURE_PENALTY_CAP_MS = 10_000.0
 REPORT_FRESH_S = 90.0  # a heartbeat load report older than this is ignored
 # A pool's book retires after this many events per node (dispatches by other strategies,
 # results, load reports) without a pick reading it: a strategy tried once must not tax every
-# later discovery and report of the pool (nine idle books added ~65 % to a round-robin discovery).
+# later discovery and report of the pool (nine idle books added ~70 % to a round-robin discovery).
 RETIRE_EVENTS_PER_NODE = 64
 IDLE_ROUND = 256
 
