@@ -254,9 +254,9 @@ class NodeState:
         """Have ``cache.add(self)`` called on every :meth:`changed`, and
         ``cache.dispatched(self)`` on every dispatch if it has that method, while
         ``cache`` lives (held by a weak reference; dead ones are dropped here)."""
+        self.remove_watcher(cache)
         ref = weakref.ref(cache)
-        self.watchers = tuple(w for w in self.watchers if w() is not None and w is not ref) + (ref,)
-        self.dispatch_watchers = tuple(w for w in self.dispatch_watchers if w() is not None and w is not ref)
+        self.watchers += (ref,)
         if hasattr(cache, "dispatched"):
             self.dispatch_watchers += (ref,)
 

@@ -99,7 +99,7 @@ def json_response(status: int, payload, headers: dict | None = None) -> Response
     return Response(encode(payload), status_code=status, media_type="application/json", headers=headers)
 
 
-def response(status: int, body: bytes, close: bool = False) -> tuple[dict, dict]:
+def response(status: int, body: bytes, close: bool) -> tuple[dict, dict]:
     """The two ASGI messages of a JSON response (the caller awaits ``send`` on each:
     one coroutine frame less per request than a helper that sends them)."""
     return _start(status, len(body), close), {"type": "http.response.body", "body": body}

@@ -45,14 +45,14 @@ class ScanBook(PoolWatcher):
     from scratch gives what the kept-up book would have.
     """
 
-    __slots__ = ("nodes", "states", "index", "rank", "cost", "key", "base", "q", "steps", "decays", "n_decaying",
+    __slots__ = ("nodes", "index", "rank", "cost", "key", "base", "q", "steps", "decays", "n_decaying",
                  "until", "dirty", "due", "t_ref", "__weakref__")
 
     def __init__(self, nodes, estimate, now: float):
         n = len(nodes)
         self.nodes = nodes
-        self.states = [node.state for node in nodes]
-        self.index = {state: i for i, state in enumerate(self.states)}
+        states = [node.state for node in nodes]
+        self.index = {state: i for i, state in enumerate(states)}
         self.rank = estimate.rank
         self.cost = estimate.cost
         self.key = [math.inf] * n
@@ -65,7 +65,7 @@ class ScanBook(PoolWatcher):
         self.dirty: set = set()
         self.due = -math.inf  # the earliest ``until``
         self.t_ref = now
-        self.watch(self.states)
+        self.watch(states)  # self.watched: the nodes' states, in pool order
 
     def add(self, state) -> None:
         """``state``'s telemetry changed: recompute its entry before it is next compared."""
@@ -91,7 +91,7 @@ class ScanBook(PoolWatcher):
     def settle(self, ctx) -> None:
         """Recompute the entries whose node changed or whose ``until`` passed."""
         now = ctx.now
-        states, dirty = self.states, self.dirty
+        states, dirty = self.watched, self.dirty
         timed = now >= self.due
         if timed:
             if now - self.t_ref > REBASE_S:
