@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from conftest import ManualClock
-from maxine.balancers import Balancers, PickContext
+from maxine.balancers import Balancers, PickContext, pickers
 from maxine.registry import Pool, Registry
 
 
@@ -51,6 +51,38 @@ def test_consistent_hash_is_stable_and_moves_about_one_nth():
     moved = [k for k in keys if before[k] != after[k]]
     assert all(after[k] == "svc:10.0.0.1:2000" for k in moved)  # keys only move to the new node
     assert 0.04 < len(moved) / len(keys) < 0.16  # about 1/11
+
+
+def test_consistent_hash_spreads_keys_evenly_and_a_leaving_node_moves_only_its_own():
+    registry = Registry(clock=Clock())
+    nodes = [registry.register("svc", "10.0.0.1", 1000 + i) for i in range(20)]
+    strategy = Balancers(["consistent-hash"]).get("consistent-hash")
+    keys = [f"client-{k}" for k in range(20_000)]
+    before = {k: strategy.pick(registry.pool("svc"), ctx(client_key=k)).node_id for k in keys}
+    shares = Counter(before.values())
+    assert len(shares) == 20 and all(0.6 < count / 1000 < 1.4 for count in shares.values())  # 160 points each
+    gone = nodes[7].node_id
+    registry.deregister(gone)
+    after = {k: strategy.pick(registry.pool("svc"), ctx(client_key=k)).node_id for k in keys}
+    assert gone not in after.values()
+    assert all(after[k] == before[k] for k in keys if before[k] != gone)
+
+
+def test_a_large_ring_kept_as_arrays_picks_as_the_list_ring_does(monkeypatch):
+    registry = Registry(clock=Clock())
+    for i in range(900):  # 144,000 points: over LIST_POINTS
+        registry.register("big", f"10.0.{i >> 8}.{i & 255}", 8000)
+    keys = [f"client-{k}" for k in range(3000)]
+
+    def picks():
+        registry.drop_pools("big")
+        strategy = Balancers(["consistent-hash"]).get("consistent-hash")
+        return [strategy.pick(registry.pool("big"), ctx(client_key=k)).node_id for k in keys]
+
+    as_arrays = picks()
+    monkeypatch.setattr(pickers, "LIST_POINTS", 10**9)
+    assert picks() == as_arrays
+    assert len(set(as_arrays)) > 850  # and they spread over the ring
 
 
 def test_ip_hash_keys_on_client_ip():

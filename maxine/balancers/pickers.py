@@ -12,6 +12,8 @@ import hashlib
 import math
 from itertools import accumulate, islice
 
+import numpy as np
+
 from ..telemetry import PEAK_EWMA_DECAY_S, PoolWatcher
 
 REBASE_S = 50.0 * PEAK_EWMA_DECAY_S  # a book's time frame moves after this long (keeps exp() finite)
@@ -252,6 +254,23 @@ def _hash64(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
+_GOLDEN, _MIX1, _MIX2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def virtual_points(node_ids, vnodes: int) -> np.ndarray:
+    """``vnodes`` ring points per node, row by row: splitmix64 over a blake2b seed
+    of the node's id. One hash per node in Python, the rest vectorised, so a ring
+    of 10,000 nodes builds in tens of milliseconds, not seconds."""
+    seeds = np.fromiter((_hash64(node_id) for node_id in node_ids), dtype=np.uint64, count=len(node_ids))
+    z = seeds[:, None] + np.arange(1, vnodes + 1, dtype=np.uint64) * _GOLDEN  # wraps mod 2**64
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+LIST_POINTS = 1 << 17  # rings of up to 819 nodes (160 points each) become lists
+
+
 class HashRing:
     """A consistent-hash ring with virtual nodes, keyed per request.
 
@@ -268,23 +287,29 @@ class HashRing:
         self.vnodes = vnodes
         self._key = ("ring", id(self))
 
-    def ring(self, pool):
+    def ring(self, pool) -> tuple[list[int], list[int]]:
+        """The sorted points and, point by point, the index in ``pool.nodes`` of the
+        node owning it. Built with numpy; kept as lists, where bisect is cheaper, unless
+        converting would cost more than the lookups save (``LIST_POINTS``)."""
         ring = pool.cache.get(self._key)
         if ring is None:
-            points = sorted(
-                (_hash64(f"{node.node_id}#{v}"), idx)
-                for idx, node in enumerate(pool.nodes) for v in range(self.vnodes)
-            )
-            ring = pool.cache[self._key] = ([p for p, _ in points], [i for _, i in points])
+            bits = np.uint64(max(1, (len(pool.nodes) - 1).bit_length()))
+            owners = np.arange(len(pool.nodes), dtype=np.uint64)[:, None]
+            points = virtual_points([node.node_id for node in pool.nodes], self.vnodes)
+            # The owner's index replaces a point's lowest bits, so one plain sort orders both.
+            points = np.sort((points >> bits << bits | owners).ravel())
+            owners = points & ((np.uint64(1) << bits) - np.uint64(1))
+            if len(points) <= LIST_POINTS:
+                points, owners = points.tolist(), owners.tolist()
+            ring = pool.cache[self._key] = (points, owners)
         return ring
 
     def pick(self, pool, ctx):
         key = self.key_of(ctx)
         if key is None:
             return self.fallback.pick(pool, ctx)
-        hashes, owners = self.ring(pool)
-        i = bisect.bisect_left(hashes, _hash64(key))
-        return pool.nodes[owners[i % len(hashes)]]
+        points, owners = self.ring(pool)
+        return pool.nodes[owners[bisect.bisect_left(points, _hash64(key)) % len(points)]]
 
 
 def _haversine_km(lat1, lon1, lat2, lon2) -> float:
