@@ -268,7 +268,7 @@ def virtual_points(node_ids, vnodes: int) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
-LIST_POINTS = 1 << 17  # rings of up to 819 nodes (160 points each) become lists
+LIST_POINTS = 1 << 19  # rings of up to 3,276 nodes (160 points each) become lists
 
 
 class HashRing:
@@ -287,7 +287,7 @@ class HashRing:
         self.vnodes = vnodes
         self._key = ("ring", id(self))
 
-    def ring(self, pool) -> tuple[list[int], list[int]]:
+    def ring(self, pool) -> tuple:
         """The sorted points and, point by point, the index in ``pool.nodes`` of the
         node owning it. Built with numpy; kept as lists, where bisect is cheaper, unless
         converting would cost more than the lookups save (``LIST_POINTS``)."""
