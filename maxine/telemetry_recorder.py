@@ -29,6 +29,7 @@ import threading
 import time
 from collections import deque
 
+from .models.features import RAW
 from .training.telemetry_log import (KIND_CALL, KIND_DISCOVERY, KIND_LOAD, KIND_RESULT, STRINGS,
                                      TelemetryLogWriter)
 
@@ -115,7 +116,7 @@ class TelemetryRecorder:
             for kind, now, service, node_id, payload, snap in events:
                 latest = now
                 if kind == KIND_CALL:
-                    row = [now] + [NAN] * 16 + [NAN, NAN, 0.0, NAN, NAN, NAN, NAN, float(KIND_CALL)]
+                    row = [now] + [NAN] * (len(RAW) - 1) + [NAN, NAN, 0.0, NAN, NAN, NAN, NAN, float(KIND_CALL)]
                     held.append([now, row, (service, node_id, "")])
                     continue
                 node = index.get(node_id)

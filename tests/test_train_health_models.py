@@ -16,7 +16,7 @@ import pytest
 from conftest import ManualClock
 from maxine.api.operations import Maxine
 from maxine.models import artifacts
-from maxine.models.features import FEATURES, LAG_S, LAGGED_FEATURES, feature_matrix, lagged_matrix, raw_row
+from maxine.models.features import FEATURES, LAG_S, LAGGED_FEATURES, RAW, feature_matrix, lagged_matrix, raw_row
 from maxine.models.hub import install
 from maxine.training.models_cli import models_main, train_main
 from maxine.training.telemetry_log import TelemetryLogWriter, read_log
@@ -255,7 +255,7 @@ def test_short_runs_and_mismatched_features_are_refused_clearly(tmp_path, traine
     data, out = trained
     # a forecast 30 s ahead needs runs longer than 150 s: a 3 s log is refused in one line
     writer = TelemetryLogWriter(str(tmp_path / "short"))
-    clock_rows = [[float(t) / 10] + [np.nan] * 16 + [t, 0, 1, 50.0, np.nan, np.nan, 0] for t in range(30)]
+    clock_rows = [[float(t) / 10] + [np.nan] * (len(RAW) - 1) + [t, 0, 1, 50.0, np.nan, np.nan, 0] for t in range(30)]
     for row in clock_rows:
         writer.append(row)
     writer.close()
