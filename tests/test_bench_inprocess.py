@@ -1,4 +1,4 @@
-"""``python -m maxine.bench.inprocess``: the instruction-count workloads run
+"""``python -m maxine.bench.inprocess`` and ``maxine.bench.ring``: the instruction-count workloads run
 through the app without errors, and bad arguments are refused."""
 
 from maxine.bench import inprocess
@@ -25,3 +25,17 @@ def test_the_server_settings_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("MAXINE_STRATEGIES", "round-robin,c3")
     assert inprocess.main(["c3", "50"]) == 0
     assert inprocess.main(["advanced-ml", "50"]) == 1  # not offered: every discovery is a 400
+
+
+def test_the_ring_workload_and_its_timed_twin(capsys):
+    from maxine.bench import ring
+    from maxine.bench.scale import hashing_pick_cost
+
+    assert ring.main(["50", "200"]) == 0
+    assert ring.main(["50"]) == 2 and "usage" in capsys.readouterr().err
+    pool, strategy, ctx = ring.hashed_service(20)
+    ring.pick_each(pool, strategy, ctx, ["a"])
+    assert len(pool.cache) == 1  # the ring, built by the first pick
+    rows = hashing_pick_cost(sizes=(10, 200), picks=500)
+    assert [r["instances"] for r in rows] == [10, 200]
+    assert all(r["pick_us"] > 0 and r["ring_build_ms"] > 0 for r in rows)

@@ -17,24 +17,32 @@ from ..balancers import Balancers, PickContext
 from ..registry import Registry
 
 
+def hashed_service(instances: int, now: float = 1.0):
+    """``(pool, strategy, ctx)``: one service of ``instances`` instances, a
+    consistent-hash strategy whose ring is not built yet, and a pick context."""
+    registry = Registry(default_ttl=3600)
+    for i in range(instances):
+        registry.register("big", f"10.0.{i >> 8}.{i & 255}", 8000)
+    return registry.pool("big"), Balancers(["consistent-hash"]).get("consistent-hash"), \
+        PickContext(now, random.Random(1))
+
+
+def pick_each(pool, strategy, ctx, keys) -> None:
+    for key in keys:
+        ctx.client_key = key
+        strategy.pick(pool, ctx)
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
         print("usage: python -m maxine.bench.ring INSTANCES PICKS", file=sys.stderr)
         return 2
     instances, picks = int(argv[0]), int(argv[1])
-    registry = Registry(default_ttl=3600)
-    for i in range(instances):
-        registry.register("big", f"10.0.{i >> 8}.{i & 255}", 8000)
-    pool = registry.pool("big")
-    strategy = Balancers(["consistent-hash"]).get("consistent-hash")
-    ctx = PickContext(1.0, random.Random(1))
+    pool, strategy, ctx = hashed_service(instances)
     keys = [f"client-{k}" for k in range(picks)]
-    ctx.client_key = "warm-up"
-    strategy.pick(pool, ctx)  # builds the ring
-    for key in keys:
-        ctx.client_key = key
-        strategy.pick(pool, ctx)
+    pick_each(pool, strategy, ctx, ["warm-up"])  # builds the ring
+    pick_each(pool, strategy, ctx, keys)
     return 0
 
 

@@ -21,7 +21,6 @@ import asyncio
 import json
 import multiprocessing
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -33,6 +32,7 @@ import httpx
 from ..progress import Progress
 from .http import machine, ml_stack_loaded, parse_wrk, warm_up, wrk_discover
 from .process import ServerProcess, maxine_server
+from .ring import hashed_service, pick_each
 
 
 def rss_kib(pid: int) -> int:
@@ -98,26 +98,15 @@ def population(instances: int, services: int, prefix: str = "svc", ttl: float = 
 
 def hashing_pick_cost(sizes=(10, 100, 1000, 10000), picks: int = 20000) -> list[dict]:
     """In-process µs per consistent-hash pick (ring already built) and ring build time."""
-    from ..balancers import Balancers, PickContext
-    from ..registry import Registry
-
     rows = []
     for n in sizes:
-        registry = Registry(default_ttl=3600)
-        for i in range(n):
-            registry.register("big", f"10.0.{i >> 8}.{i & 255}", 8000)
-        pool = registry.pool("big")
-        strategy = Balancers(["consistent-hash"]).get("consistent-hash")
-        ctx = PickContext(time.time(), random.Random(1))
+        pool, strategy, ctx = hashed_service(n, time.time())
         keys = [f"client-{k}" for k in range(picks)]
         t0 = time.perf_counter()
-        ctx.client_key = keys[0]
-        strategy.pick(pool, ctx)  # builds the ring
+        pick_each(pool, strategy, ctx, keys[:1])  # builds the ring
         build = time.perf_counter() - t0
         t0 = time.perf_counter()
-        for key in keys:
-            ctx.client_key = key
-            strategy.pick(pool, ctx)
+        pick_each(pool, strategy, ctx, keys)
         rows.append({"instances": n, "pick_us": (time.perf_counter() - t0) / picks * 1e6, "ring_build_ms": build * 1e3})
     return rows
 
