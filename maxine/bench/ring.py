@@ -23,8 +23,8 @@ def hashed_service(instances: int, now: float = 1.0):
     registry = Registry(default_ttl=3600)
     for i in range(instances):
         registry.register("big", f"10.0.{i >> 8}.{i & 255}", 8000)
-    return registry.pool("big"), Balancers(["consistent-hash"]).get("consistent-hash"), \
-        PickContext(now, random.Random(1))
+    strategy = Balancers(["consistent-hash"]).get("consistent-hash")
+    return registry.pool("big"), strategy, PickContext(now, random.Random(1))
 
 
 def pick_each(pool, strategy, ctx, keys) -> None:
