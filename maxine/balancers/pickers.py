@@ -294,10 +294,10 @@ class HashRing:
         ring = pool.cache.get(self._key)
         if ring is None:
             bits = np.uint64(max(1, (len(pool.nodes) - 1).bit_length()))
-            owners = np.arange(len(pool.nodes), dtype=np.uint64)[:, None]
+            index = np.arange(len(pool.nodes), dtype=np.uint64)[:, None]
             points = virtual_points([node.node_id for node in pool.nodes], self.vnodes)
             # The owner's index replaces a point's lowest bits, so one plain sort orders both.
-            points = np.sort((points >> bits << bits | owners).ravel())
+            points = np.sort((points >> bits << bits | index).ravel())
             owners = points & ((np.uint64(1) << bits) - np.uint64(1))
             if len(points) <= LIST_POINTS:
                 points, owners = points.tolist(), owners.tolist()
