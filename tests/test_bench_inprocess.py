@@ -33,9 +33,9 @@ def test_the_ring_workload_and_its_timed_twin(capsys):
 
     assert ring.main(["50", "200"]) == 0
     assert ring.main(["50"]) == 2 and "usage" in capsys.readouterr().err
-    pool, strategy, ctx = ring.hashed_service(20)
-    ring.pick_each(pool, strategy, ctx, ["a"])
-    assert len(pool.cache) == 1  # the ring, built by the first pick
+    registry, strategy, ctx = ring.hashed_service(20)
+    ring.pick_each(registry, strategy, ctx, ["a"])
+    assert len(registry.pool("big").cache) == 1  # the ring, built by the first pick
     rows = hashing_pick_cost(sizes=(10, 200), picks=500)
     assert [r["instances"] for r in rows] == [10, 200]
-    assert all(r["pick_us"] > 0 and r["ring_build_ms"] > 0 for r in rows)
+    assert all(r[k] > 0 for r in rows for k in ("pick_us", "ring_build_ms", "after_leave_ms", "after_join_ms"))

@@ -18,16 +18,18 @@ from ..registry import Registry
 
 
 def hashed_service(instances: int, now: float = 1.0):
-    """``(pool, strategy, ctx)``: one service of ``instances`` instances, a
-    consistent-hash strategy whose ring is not built yet, and a pick context."""
+    """``(registry, strategy, ctx)``: a registry holding one service, ``big``, of
+    ``instances`` instances, a consistent-hash strategy whose ring is not built
+    yet, and a pick context."""
     registry = Registry(default_ttl=3600)
     for i in range(instances):
         registry.register("big", f"10.0.{i >> 8}.{i & 255}", 8000)
     strategy = Balancers(["consistent-hash"]).get("consistent-hash")
-    return registry.pool("big"), strategy, PickContext(now, random.Random(1))
+    return registry, strategy, PickContext(now, random.Random(1))
 
 
-def pick_each(pool, strategy, ctx, keys) -> None:
+def pick_each(registry, strategy, ctx, keys) -> None:
+    pool = registry.pool("big")
     for key in keys:
         ctx.client_key = key
         strategy.pick(pool, ctx)
@@ -39,10 +41,10 @@ def main(argv=None) -> int:
         print("usage: python -m maxine.bench.ring INSTANCES PICKS", file=sys.stderr)
         return 2
     instances, picks = int(argv[0]), int(argv[1])
-    pool, strategy, ctx = hashed_service(instances)
+    registry, strategy, ctx = hashed_service(instances)
     keys = [f"client-{k}" for k in range(picks)]
-    pick_each(pool, strategy, ctx, ["warm-up"])  # builds the ring
-    pick_each(pool, strategy, ctx, keys)
+    pick_each(registry, strategy, ctx, ["warm-up"])  # builds the ring
+    pick_each(registry, strategy, ctx, keys)
     return 0
 
 

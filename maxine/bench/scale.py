@@ -97,18 +97,30 @@ def population(instances: int, services: int, prefix: str = "svc", ttl: float = 
 
 
 def hashing_pick_cost(sizes=(10, 100, 1000, 10000), picks: int = 20000) -> list[dict]:
-    """In-process µs per consistent-hash pick (ring already built) and ring build time."""
+    """In-process µs per consistent-hash pick (ring already built), the ring's
+    first build, and the first pick after one instance leaves and after one joins
+    (the ring's update: the longest a hashed discovery waits on a change)."""
     rows = []
     for n in sizes:
-        pool, strategy, ctx = hashed_service(n, time.time())
+        registry, strategy, ctx = hashed_service(n, time.time())
         keys = [f"client-{k}" for k in range(picks)]
+        build = _timed(pick_each, registry, strategy, ctx, keys[:1])
         t0 = time.perf_counter()
-        pick_each(pool, strategy, ctx, keys[:1])  # builds the ring
-        build = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        pick_each(pool, strategy, ctx, keys)
-        rows.append({"instances": n, "pick_us": (time.perf_counter() - t0) / picks * 1e6, "ring_build_ms": build * 1e3})
+        pick_each(registry, strategy, ctx, keys)
+        pick_us = (time.perf_counter() - t0) / picks * 1e6
+        registry.deregister(registry.pool("big").nodes[n // 2].node_id)
+        leave = _timed(pick_each, registry, strategy, ctx, keys[:1])
+        registry.register("big", "10.1.0.1", 8000)
+        join = _timed(pick_each, registry, strategy, ctx, keys[:1])
+        rows.append({"instances": n, "pick_us": pick_us, "ring_build_ms": build,
+                     "after_leave_ms": leave, "after_join_ms": join})
     return rows
+
+
+def _timed(f, *args) -> float:
+    t0 = time.perf_counter()
+    f(*args)
+    return (time.perf_counter() - t0) * 1e3
 
 
 def in_process_bytes_per_instance(instances: int, services: int) -> float:
@@ -240,10 +252,11 @@ def print_report(report: dict) -> None:
     e = report["mass_expiry"]
     print(f"mass expiry: {e['expired']} instances expired while a discovery loop ran; longest answer "
           f"{e['max_ms']:.1f} ms over {e['requests']} requests (target <= 50 ms), errors {e['errors']}")
-    print("\n| consistent-hash: service size | pick µs | ring build ms |")
-    print("|---:|---:|---:|")
+    print("\n| consistent-hash: service size | pick µs | ring build ms | pick after one leaves, ms | after one joins, ms |")
+    print("|---:|---:|---:|---:|---:|")
     for r in report["hashing"]:
-        print(f"| {r['instances']} | {r['pick_us']:.2f} | {r['ring_build_ms']:.1f} |")
+        print(f"| {r['instances']} | {r['pick_us']:.2f} | {r['ring_build_ms']:.1f} | "
+              f"{r['after_leave_ms']:.1f} | {r['after_join_ms']:.1f} |")
 
 
 def bench_scale_main(argv: list[str]) -> int:
