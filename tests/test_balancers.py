@@ -6,6 +6,7 @@ from functools import partial
 import random
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from conftest import ManualClock
@@ -83,6 +84,59 @@ def test_a_large_ring_kept_as_arrays_picks_as_the_list_ring_does(monkeypatch):
     as_arrays = picks(0)
     assert picks(10**9) == as_arrays
     assert len(set(as_arrays)) > 850  # and they spread over the ring
+
+
+def test_a_large_ring_is_updated_on_a_change_to_exactly_the_ring_a_build_gives(monkeypatch):
+    monkeypatch.setattr(pickers, "LIST_POINTS", 0)  # every ring is a large one
+    built = []  # how many nodes each call to ring_points placed
+    build = pickers.ring_points
+    monkeypatch.setattr(pickers, "ring_points", lambda ids, *a: built.append(len(ids)) or build(ids, *a))
+    registry = Registry(clock=Clock())
+    nodes = [registry.register("svc", "10.0.0.1", 1000 + i) for i in range(40)]
+    strategy = Balancers(["consistent-hash"]).get("consistent-hash")
+    keys = [f"client-{k}" for k in range(2000)]
+
+    def picks():
+        return {k: strategy.pick(registry.pool("svc"), ctx(client_key=k)).node_id for k in keys}
+
+    before = picks()
+    for i in (3, 17, 39):
+        registry.deregister(nodes[i].node_id)
+    after_leaving = picks()
+    for port in (999, 1017, 1500, 2000, 2001):  # sort before, among and after the others
+        registry.register("svc", "10.0.0.1", port)
+    after_joining = picks()
+    assert built == [40, 5]  # one build, then only the newcomers' points
+    pool = registry.pool("svc")
+    assert np.array_equal(np.asarray(strategy.ring(pool)), build([n.node_id for n in pool.nodes], range(len(pool)), 160))
+    assert all(after_leaving[k] == before[k] for k in keys if before[k] in after_leaving.values())
+    moved = [k for k in keys if after_joining[k] != after_leaving[k]]
+    assert all(after_joining[k].endswith((":999", ":1017", ":1500", ":2000", ":2001")) for k in moved)
+
+
+def test_each_query_of_a_service_updates_its_own_large_ring(monkeypatch):
+    monkeypatch.setattr(pickers, "LIST_POINTS", 0)
+    built = []
+    build = pickers.ring_points
+    monkeypatch.setattr(pickers, "ring_points", lambda ids, *a: built.append(len(ids)) or build(ids, *a))
+    registry = Registry(clock=Clock())
+    for i in range(20):
+        registry.register("svc", "10.0.0.1", 1000 + i, {"version": "1" if i % 2 else "2"})
+    strategy = Balancers(["consistent-hash"]).get("consistent-hash")
+    for round_ in range(3):  # each change rebuilds both versions' pools
+        for version in ("1", "2"):
+            strategy.pick(registry.pool("svc", version), ctx(client_key="k"))
+        registry.register("svc", "10.0.0.2", 2000 + round_, {"version": "1"})
+    assert built == [10, 10, 1, 1]  # each version's ring built once; then version 1 gains one node a round
+
+
+def test_a_ring_is_built_afresh_when_an_update_would_not_give_the_same_ring():
+    old = tuple(f"n{i}" for i in range(10))
+    points = pickers.ring_points(old, range(10), 160)
+    assert pickers.updated_ring(points, old, tuple(reversed(old)), 160) is None  # renumbered out of order
+    assert pickers.updated_ring(points, old, old[:4] + tuple(f"m{i}" for i in range(6)), 160) is None  # mostly new
+    kept = old[:6] + ("m0",)
+    assert np.array_equal(pickers.updated_ring(points, old, kept, 160), pickers.ring_points(kept, range(7), 160))
 
 
 def test_ip_hash_keys_on_client_ip():

@@ -39,14 +39,17 @@ class Pool:
     """An immutable candidate set for one (service, version, tags) query.
 
     Pools are rebuilt when membership or metadata changes, so strategies may
-    cache derived structures (cumulative weights, hash rings) in ``cache``."""
+    cache derived structures (cumulative weights, hash rings) in ``cache``.
+    ``query`` is the ``(version, tags)`` it answers: the pools of one service
+    and query, before and after a change, share it."""
 
-    __slots__ = ("service_name", "nodes", "cache")
+    __slots__ = ("service_name", "nodes", "cache", "query")
 
-    def __init__(self, service_name: str, nodes: tuple):
+    def __init__(self, service_name: str, nodes: tuple, query: tuple = (None, ())):
         self.service_name = service_name
         self.nodes = nodes
         self.cache: dict = {}
+        self.query = query
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -235,7 +238,7 @@ class Registry:
         if pool is None:
             if len(svc.pools) > 256:  # bounded: arbitrary tag combinations must not grow memory
                 svc.pools.clear()
-            pool = svc.pools[key] = Pool(service_name, self._select(svc, version, tags))
+            pool = svc.pools[key] = Pool(service_name, self._select(svc, version, tags), key)
         return pool
 
     def _select(self, svc: Service, version: str | None, tags: tuple) -> tuple:
