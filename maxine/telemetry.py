@@ -139,13 +139,18 @@ class PoolWatcher:
             state.remove_watcher(self)
 
 
+# scale_ms: the mean of a node's first SCALE_REPORTS reported latencies, then an EWMA with
+# alpha = 1 / SCALE_REPORTS (a single first report would be a noisy one-second p50 for ~20 s)
+SCALE_REPORTS = 20
+
+
 class NodeState:
     """Load and latency knowledge about one node, updated in O(1) per event."""
 
     __slots__ = (
         "outstanding", "dispatches", "results", "failures",
         "reported_in_flight", "report_time", "dispatched_since_report", "completed_since_report",
-        "cpu", "qps", "error_rate", "reported_latency_ms",
+        "cpu", "qps", "error_rate", "reported_latency_ms", "scale_ms", "scale_reports",
         "ewma_ms", "ewma_time", "error_ewma", "last_latency_ms", "last_result_time",
         "extra", "prev_dispatched", "prev_interval_s", "watchers", "dispatch_watchers",
     )
@@ -163,6 +168,8 @@ class NodeState:
         self.qps: float | None = None
         self.error_rate: float | None = None
         self.reported_latency_ms: float | None = None
+        self.scale_ms: float | None = None  # a slow average of the reported latency: the node's usual speed
+        self.scale_reports = 0
         self.ewma_ms: float | None = None
         self.ewma_time = 0.0
         self.error_ewma = 0.0
@@ -230,7 +237,10 @@ class NodeState:
         if error_rate is not None:
             self.error_rate = float(error_rate)
         if latency_ms is not None:
-            self.reported_latency_ms = float(latency_ms)
+            self.reported_latency_ms = latency = float(latency_ms)
+            k = self.scale_reports = min(self.scale_reports + 1, SCALE_REPORTS)
+            scale = self.scale_ms
+            self.scale_ms = latency if scale is None else scale + (latency - scale) / k
             if self.ewma_ms is None:
                 self._observe_latency(float(latency_ms), now)
         self.changed()

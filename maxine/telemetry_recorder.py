@@ -43,7 +43,7 @@ def snapshot(state, now: float) -> tuple:
     s = state
     return (now, s.report_time, s.reported_in_flight, s.dispatched_since_report, s.completed_since_report,
             s.outstanding.count(now), s.reported_latency_ms, s.cpu, s.qps, s.error_rate, s.ewma_ms, s.ewma_time,
-            s.error_ewma, s.last_latency_ms, s.last_result_time, s.prev_dispatched, s.prev_interval_s)
+            s.error_ewma, s.last_latency_ms, s.last_result_time, s.prev_dispatched, s.prev_interval_s, s.scale_ms)
 
 
 def _floats(snap: tuple) -> list[float]:

@@ -10,7 +10,7 @@ import httpx
 import numpy as np
 
 from maxine.models import artifacts
-from maxine.models.features import FEATURES
+from maxine.models.features import RELATIVE_FEATURES as FEATURES  # what advanced-ml reads
 from tests.conftest import run_server
 
 

@@ -15,7 +15,7 @@ import pytest
 from maxine.balancers import PickContext
 from maxine.balancers.learned import AdvancedML
 from maxine.models import artifacts
-from maxine.models.features import FEATURES
+from maxine.models.features import RELATIVE_FEATURES as FEATURES  # what advanced-ml reads
 from maxine.registry import Instance, Pool
 
 

@@ -15,23 +15,28 @@ import pytest
 
 from maxine.balancers import PickContext
 from maxine.balancers.learned import CACHE_KEY, AdvancedML
-from maxine.models.features import FEATURES, RAW, feature_matrix, node_row, raw_row
-from maxine.models.mlp import NumpyMLP
+from maxine.models.features import RAW, RELATIVE_FEATURES, feature_matrix, node_row, raw_row, relative_matrix, relative_row
+from maxine.models.mlp import MLPError, NumpyMLP, ensemble_arrays
 from maxine.registry import Pool
 
 from test_learned_features import random_states
 from test_learned_strategy import fleet, make_store
 
-SHIPPED = pathlib.Path(__file__).resolve().parents[1] / "models" / "advanced-ml" / "v4" / "weights.npz"
+MODELS = pathlib.Path(__file__).resolve().parents[1] / "models" / "advanced-ml"
+SHIPPED = MODELS / (MODELS / "PROMOTED").read_text().strip() / "weights.npz"
 
 
 def random_mlp(sizes, seed=0):
+    return NumpyMLP(random_arrays(sizes, seed))
+
+
+def random_arrays(sizes, seed=0):
     rng = np.random.default_rng(seed)
     arrays = {"mean": rng.normal(size=sizes[0]), "scale": rng.uniform(0.5, 3.0, size=sizes[0])}
     for k, (a, b) in enumerate(zip(sizes, sizes[1:])):
         arrays[f"W{k}"] = rng.normal(size=(a, b)) / math.sqrt(a)
         arrays[f"b{k}"] = rng.normal(size=b) * 0.1
-    return NumpyMLP(arrays)
+    return arrays
 
 
 @pytest.mark.parametrize("sizes", [(19, 64, 64, 1), (5, 1), (7, 3, 2), (4, 8, 8, 8, 3)])
@@ -49,11 +54,12 @@ def test_single_row_equals_batched_on_random_rows(sizes):
 
 def test_single_row_equals_batched_on_real_node_states():
     mlp = NumpyMLP(dict(np.load(SHIPPED)))
-    assert mlp.n_in == len(FEATURES)
+    assert mlp.n_in == len(RELATIVE_FEATURES)
     states = random_states(400, seed=3)
     raw = [raw_row(s, now) for s, now in states]
-    batched = mlp.predict(feature_matrix({k: [r[i] for r in raw] for i, k in enumerate(RAW)}))
-    single = np.array([mlp.predict_one(node_row(s, now)) for s, now in states])
+    cols = {k: np.array([r[i] for r in raw]) for i, k in enumerate(RAW)}
+    batched = mlp.predict(relative_matrix(feature_matrix(cols), cols["scale_ms"])[0])
+    single = np.array([mlp.predict_one(relative_row(node_row(s, now), s.scale_ms)[0]) for s, now in states])
     assert np.all(np.isfinite(single))
     np.testing.assert_allclose(single, batched, rtol=1e-12, atol=1e-12)
 
@@ -134,3 +140,22 @@ def test_a_report_reaches_the_cost_books_through_on_result(tmp_path):
     assert node.state in book.dirty
     s.pick(pool, PickContext(now=0.21, rng=random.Random(1)))
     assert book.stamp[2] == 0.21 and book.stamp[0] < 0.21  # only the reported node's entry was recomputed
+
+
+def test_an_ensemble_is_one_net_that_outputs_its_members_mean():
+    members = [random_arrays([6, 8, 8, 1], seed=s) for s in range(3)]
+    for m in members[1:]:  # trained on the same rows: the same standardisation
+        m["mean"], m["scale"] = members[0]["mean"], members[0]["scale"]
+    ensemble = NumpyMLP(ensemble_arrays(members))
+    nets = [NumpyMLP(m) for m in members]
+    rows = np.random.default_rng(9).normal(size=(50, 6)) * 3
+    assert np.allclose(ensemble.predict(rows), np.mean([n.predict(rows) for n in nets], axis=0))
+    assert ensemble.predict_one(rows[0].tolist()) == pytest.approx(np.mean([n.predict_one(rows[0].tolist()) for n in nets]))
+    assert ensemble.layers[1][0].shape == (24, 24)  # the hidden layers side by side
+
+
+def test_an_ensemble_refuses_members_standardised_differently():
+    members = [random_arrays([6, 8, 1], seed=s) for s in range(2)]
+    members[1]["scale"] = members[1]["scale"] * 2
+    with pytest.raises(MLPError, match="standardised differently"):
+        ensemble_arrays(members)

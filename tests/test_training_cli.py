@@ -32,6 +32,9 @@ def test_train_from_sim_writes_a_valid_artifact_and_models_cli_manages_it(tmp_pa
     assert (out / "advanced-ml" / "t1" / "model.pt").exists()
     # the model learned something: better than predicting the mean on the held-out time slice
     assert meta["metrics"]["test_rmse_log"] < 0.8 * meta["metrics"]["baseline_rmse_log"]
+    # three nets from seeds 0-2, served as one net that outputs their mean
+    assert meta["training"]["members"] == 3 and meta["training"]["seeds"] == [0, 1, 2]
+    assert meta["architecture"]["layers"] == [len(meta["features"]), 192, 192, 1]
     assert sum(f.stat().st_size for f in (out / "advanced-ml" / "t1").iterdir()) < 1_000_000
     capsys.readouterr()
     assert models_main(["--root", str(out), "list"]) == 0
@@ -63,6 +66,10 @@ def test_clear_errors_without_traceback(tmp_path):
     assert r.returncode == 2 and "missing columns" in r.stderr and "Traceback" not in r.stderr
     r = cli("models", "--root", str(tmp_path), "promote", "advanced-ml", "nope")
     assert r.returncode == 2 and "refused" in r.stderr and "Traceback" not in r.stderr
+    r = cli("train", "advanced-ml", "--data", str(tmp_path / "cols"), "--members", "0", "--out", str(tmp_path))
+    assert r.returncode == 2 and "--members" in r.stderr and "Traceback" not in r.stderr
+    r = cli("train", "anomaly", "--data", str(tmp_path / "cols"), "--members", "3", "--out", str(tmp_path))
+    assert r.returncode == 2 and "advanced-ml only" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_time_scales_record_each_scenario_slower_at_the_same_load(tmp_path):
@@ -73,6 +80,8 @@ def test_time_scales_record_each_scenario_slower_at_the_same_load(tmp_path):
     one, three = time_scaled([base], [1.0, 3.0])
     assert one is base and three["name"] == "speed-spread-10x@x3"
     assert three["service_time"]["mean_ms"] == 3 * base["service_time"]["mean_ms"]
+    assert three["timeout_ms"] == 3 * base["timeout_ms"]  # deadlines keep their meaning at any speed
+    assert three["network_ms"]["base"] == 3 * base["network_ms"]["base"]
     assert three["arrivals"] == base["arrivals"] and three["info"] == base["info"]  # same load, same heartbeats
     assert base["service_time"]["mean_ms"] == scenarios.by_name("speed-spread-10x")["service_time"]["mean_ms"]
     r = cli("train", "advanced-ml", "--data", str(tmp_path / "log"), "--from-sim", "homogeneous",

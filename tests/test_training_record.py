@@ -36,3 +36,21 @@ def test_record_warns_on_evaluation_seeds(tmp_path, capsys):
     assert bench_lb_main(["--scenario", "homogeneous", "--strategies", "round-robin", "--seeds", "1001",
                           "--requests", "200", "--record", str(tmp_path / "r"), "--no-progress"]) == 0
     assert "warning: recording evaluation seeds [1001]" in capsys.readouterr().err
+
+
+def test_a_log_written_before_scale_ms_still_trains(tmp_path):
+    """Logs recorded before ``scale_ms`` joined the raw columns lack it: read as NaN,
+    the scale-free rows fall back to Peak-EWMA, and training runs."""
+    log = tmp_path / "rec"
+    assert bench_lb_main(["--scenario", "slow-server-middle", "--strategies", "least-response-time",
+                          "--seeds", "0", "--requests", "1500", "--record", str(log), "--no-progress"]) == 0
+    (path,) = log.glob("telemetry-*.npz")
+    with np.load(path) as z:
+        old = {k: z[k] for k in z.files if k != "scale_ms"}
+    assert np.isfinite(dict(np.load(path))["scale_ms"]).any()  # the new writer does record it
+    path.unlink()
+    np.savez_compressed(path, **old)
+    cols = read_log(str(log))
+    assert len(cols["now"]) == 15000 and np.all(np.isnan(cols["scale_ms"]))
+    assert train_main(["advanced-ml", "--data", str(log), "--epochs", "1", "--out", str(tmp_path / "m"),
+                       "--version", "r1", "--no-progress"]) == 0

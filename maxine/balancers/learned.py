@@ -5,9 +5,13 @@ advanced-ml``) predicts, from a node's telemetry (:mod:`maxine.models.features`:
 last load report and its age, this registry's dispatches and completions
 since, the share of the node's traffic this registry sees, service time,
 Peak-EWMA, errors, ...), the log of the latency a request sent to that node
-now would see. It was trained on simulator runs where that ground truth (true
-queue × true service time) is known, so it learns how a stale report plus the
-registry's own dispatches translates into the node's current queue.
+now would see. It sees that telemetry scale-free — latencies and times in
+units of the node's own latency scale s (its reported p50, else its
+Peak-EWMA), rates per s — predicts log(latency / s), and the picker adds
+log s back; so a model trained on 50 ms services carries to 5 ms ones. It
+was trained on simulator runs where the ground truth (true queue × true
+service time) is known, so it learns how a stale report plus the registry's
+own dispatches translates into the node's current queue.
 
 The picker (never a plain argmax over predictions across registries):
 
@@ -53,7 +57,7 @@ import time
 import numpy as np
 
 from ..models.artifacts import ModelStore, default_store
-from ..models.features import node_row
+from ..models.features import node_row, relative_row
 from ..telemetry import PoolWatcher
 from .estimates import PeakEwma
 from .pickers import PowerOfTwo
@@ -285,10 +289,14 @@ class AdvancedML:
         """Score ``nodes`` now, cache the predictions and tell the nodes' cost books;
         ``notify=False`` skips that when the caller knows every book was just told (a
         client report: ``on_result`` ran right before ``learn_one``)."""
+        # the model predicts log(latency / s) from the node's scale-free row; log s brings it back to ms
         if len(nodes) == 1:  # a client report's node: the single-row pass, ~0.45x the cost
-            pred = [mlp.predict_one(node_row(nodes[0].state, now))]
+            state = nodes[0].state
+            row, log_s = relative_row(node_row(state, now), state.scale_ms)
+            pred = [mlp.predict_one(row) + log_s]
         else:
-            pred = mlp.predict(np.array([node_row(node.state, now) for node in nodes])).tolist()
+            rows = [relative_row(node_row(node.state, now), node.state.scale_ms) for node in nodes]
+            pred = (mlp.predict(np.array([row for row, _ in rows])) + [log_s for _, log_s in rows]).tolist()
         if not all(map(math.isfinite, pred)):
             raise FloatingPointError("non-finite prediction")
         exp = math.exp

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .features import FEATURE_VERSION, FEATURES, LAGGED_FEATURES
+from .features import FEATURE_VERSION, FEATURES, LAGGED_FEATURES, RELATIVE_FEATURES
 from .mlp import MLPError, NumpyMLP
 
 log = logging.getLogger("maxine.models")
@@ -47,7 +47,7 @@ PROMOTED = "PROMOTED"
 
 # model name -> (the input features the server builds for it, outputs; None = as many as inputs)
 INPUTS: dict[str, tuple[tuple[str, ...], int | None]] = {
-    "advanced-ml": (FEATURES, 1),
+    "advanced-ml": (RELATIVE_FEATURES, 1),
     "anomaly": (FEATURES, None),
     "forecast": (LAGGED_FEATURES, 1),
 }

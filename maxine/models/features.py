@@ -40,7 +40,7 @@ FEATURE_VERSION = 1
 RAW: tuple[str, ...] = (
     "now", "report_time", "reported_in_flight", "dispatched_since_report", "completed_since_report",
     "outstanding", "reported_latency_ms", "cpu", "qps", "error_rate", "ewma_ms", "ewma_time",
-    "error_ewma", "last_latency_ms", "last_result_time", "prev_dispatched", "prev_interval_s",
+    "error_ewma", "last_latency_ms", "last_result_time", "prev_dispatched", "prev_interval_s", "scale_ms",
 )
 
 FEATURES: tuple[str, ...] = (
@@ -97,6 +97,7 @@ def raw_row(state, now: float) -> list[float]:
         f(state.cpu), f(state.qps), f(state.error_rate), f(state.ewma_ms), float(state.ewma_time),
         float(state.error_ewma), f(state.last_latency_ms), f(state.last_result_time),
         float(getattr(state, "prev_dispatched", 0) or 0), f(getattr(state, "prev_interval_s", None)),
+        f(getattr(state, "scale_ms", None)),
     ]
 
 
@@ -127,7 +128,7 @@ def feature_matrix(columns: dict) -> np.ndarray:
     p50 = np.nan_to_num(c["reported_latency_ms"])
     cpu = np.nan_to_num(c["cpu"])
     qz = np.nan_to_num(qps)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # tiny qps: clipped below
         busy = np.where(qz > 0.0, cpu / np.where(qz > 0.0, qz, 1.0) * 1000.0, p50)
     busy = np.clip(busy, 0.0, 1e5)
     drain = np.where(fresh, age * qz, 0.0)
@@ -205,6 +206,75 @@ def node_row(state, now: float) -> list[float]:
     ]
 
 
+# --- advanced-ml's scale-free view of the same row --------------------------------------
+# Latencies and times in units of the node's own latency scale ``s`` (ms), rates per ``s``: a node
+# with 5 ms services and one with 50 ms then look alike when their queues do, so a model trained on
+# one time scale carries to another. The model predicts log(latency / s); the caller adds log(s).
+RELATIVE_FEATURES: tuple[str, ...] = (
+    "age_rel",           # log1p(report age / s) (the age capped as in age_s)
+    "has_report",
+    "rif_reported", "dispatched_since", "completed_since", "rif_est", "share", "rif_scaled", "outstanding",
+    "svc_p50_rel",       # log1p(reported p50 / s)
+    "svc_busy_rel",      # log1p(busy ms per completion / s)
+    "drain",
+    "peak_ewma_rel",     # log1p(Peak-EWMA / s)
+    "last_latency_rel",  # log1p(last client-reported latency / s)
+    "since_result_rel",  # log1p(time since the last client report / s)
+    "error_ewma", "error_rate", "cpu",
+    "load",              # log1p(qps × s): the share of a second the node's reported traffic takes at s
+    "scale_source",      # where s came from: 0 scale_ms (slow EWMA of reported p50s), 1 Peak-EWMA, 2 last latency, 3 none (1 ms)
+    "age_s", "since_result_s",  # v13: the two ages in seconds (heartbeats do not scale with the service)
+)
+SCALE_FLOOR_MS = 0.05
+_I = {name: i for i, name in enumerate(FEATURES)}
+
+
+def relative_matrix(x: np.ndarray, scale_ms) -> tuple[np.ndarray, np.ndarray]:
+    """(rows of :data:`RELATIVE_FEATURES`, log s per row) from rows of :data:`FEATURES` and the
+    nodes' ``scale_ms`` (NaN when unknown)."""
+    x = np.asarray(x, dtype=np.float64).reshape(-1, len(FEATURES))
+    col = lambda name: x[:, _I[name]]  # noqa: E731
+    p50, peak, last = np.expm1(col("svc_p50_ms")), np.expm1(col("peak_ewma_ms")), np.expm1(col("last_latency_ms"))
+    scale = np.nan_to_num(np.asarray(scale_ms, dtype=np.float64).reshape(-1), nan=0.0)
+    use_scale = scale > 0.0
+    source = np.where(use_scale, 0.0, np.where(peak > 0.0, 1.0, np.where(last > 0.0, 2.0, 3.0)))
+    s = np.where(source == 0.0, scale, np.where(source == 1.0, peak, np.where(source == 2.0, last, 1.0)))
+    s = np.maximum(s, SCALE_FLOOR_MS)
+    rel = lambda ms: np.log1p(ms / s)  # noqa: E731
+    out = np.stack([
+        rel(col("age_s") * 1000.0), col("has_report"),
+        col("rif_reported"), col("dispatched_since"), col("completed_since"), col("rif_est"), col("share"),
+        col("rif_scaled"), col("outstanding"),
+        rel(p50), rel(np.expm1(col("svc_busy_ms"))), col("drain"), rel(peak), rel(last),
+        rel(col("since_result_s") * 1000.0), col("error_ewma"), col("error_rate"), col("cpu"),
+        np.log1p(np.expm1(col("qps")) * s / 1000.0), source, col("age_s"), col("since_result_s"),
+    ], axis=1)
+    return out, np.log(s)
+
+
+def relative_row(row: list[float], scale_ms) -> tuple[list[float], float]:
+    """:func:`relative_matrix` on one :func:`node_row`, in pure Python for the request path."""
+    log1p, expm1 = math.log1p, math.expm1
+    (age, has_report, rif_rep, disp, comp, rif_est, share, rif_scaled, out_, p50, busy, drain, peak, last,
+     since, error_ewma, error_rate, cpu, qps) = row
+    p50, peak, last = expm1(p50), expm1(peak), expm1(last)
+    if scale_ms is not None and scale_ms > 0.0:
+        source, s = 0.0, scale_ms
+    elif peak > 0.0:
+        source, s = 1.0, peak
+    elif last > 0.0:
+        source, s = 2.0, last
+    else:
+        source, s = 3.0, 1.0
+    if s < SCALE_FLOOR_MS:
+        s = SCALE_FLOOR_MS
+    return [
+        log1p(age * 1000.0 / s), has_report, rif_rep, disp, comp, rif_est, share, rif_scaled, out_,
+        log1p(p50 / s), log1p(expm1(busy) / s), drain, log1p(peak / s), log1p(last / s),
+        log1p(since * 1000.0 / s), error_ewma, error_rate, cpu, log1p(expm1(qps) * s / 1000.0), source, age, since,
+    ], math.log(s)
+
+
 def lagged_matrix(x: np.ndarray, now: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rows of :data:`LAGGED_FEATURES`: each row of ``x`` (:data:`FEATURES`) next to
     the row of the same ``group`` (a node in one run) picked by :func:`lag_index`.
@@ -227,5 +297,6 @@ def lagged_matrix(x: np.ndarray, now: np.ndarray, group: np.ndarray) -> tuple[np
     return out, has
 
 
-__all__ = ["FEATURES", "RAW", "FEATURE_VERSION", "LAG_S", "LAGGED_FEATURES", "raw_row", "feature_matrix",
-           "node_features", "node_row", "lag_index", "lagged_matrix"]
+__all__ = ["FEATURES", "RAW", "FEATURE_VERSION", "LAG_S", "LAGGED_FEATURES", "RELATIVE_FEATURES", "raw_row",
+           "feature_matrix", "node_features", "node_row", "relative_matrix", "relative_row", "lag_index",
+           "lagged_matrix"]

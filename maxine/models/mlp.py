@@ -118,3 +118,35 @@ class NumpyMLP:
             return float(dot(x, a))
         finally:
             self._lock.release()
+
+
+def ensemble_arrays(members: list[dict]) -> dict:
+    """Several nets of one shape, trained on the same rows (so the same
+    standardisation), as one net whose output is their mean: the hidden layers
+    side by side (block-diagonal weights), the output layer averaging. Served by
+    :class:`NumpyMLP` like any other export, in one forward pass."""
+    if not members:
+        raise MLPError("an ensemble needs at least one member")
+    first = members[0]
+    for m in members[1:]:
+        if not (np.array_equal(m["mean"], first["mean"]) and np.array_equal(m["scale"], first["scale"])):
+            raise MLPError("ensemble members were standardised differently (not trained on the same rows)")
+    depth = sum(1 for k in first if k.startswith("W"))
+    if depth < 2:
+        raise MLPError("an ensemble needs members with a hidden layer")
+    out = {"mean": np.asarray(first["mean"], dtype=np.float64), "scale": np.asarray(first["scale"], dtype=np.float64)}
+    out["W0"] = np.concatenate([m["W0"] for m in members], axis=1)
+    out["b0"] = np.concatenate([m["b0"] for m in members])
+    for k in range(1, depth - 1):
+        blocks = [m[f"W{k}"] for m in members]
+        w = np.zeros((sum(b.shape[0] for b in blocks), sum(b.shape[1] for b in blocks)))
+        r = c = 0
+        for b in blocks:
+            w[r:r + b.shape[0], c:c + b.shape[1]] = b
+            r, c = r + b.shape[0], c + b.shape[1]
+        out[f"W{k}"] = w
+        out[f"b{k}"] = np.concatenate([m[f"b{k}"] for m in members])
+    last = depth - 1
+    out[f"W{last}"] = np.concatenate([m[f"W{last}"] for m in members], axis=0) / len(members)
+    out[f"b{last}"] = np.mean([m[f"b{last}"] for m in members], axis=0)
+    return out

@@ -41,7 +41,7 @@ def sim_defaults(model: str) -> dict:
     """What ``--from-sim default`` records for ``model``."""
     if model == "advanced-ml":
         return {"scenarios": DEFAULT_SIM_SCENARIOS, "behaviours": DEFAULT_BEHAVIOURS, "seeds": "10-14",
-                "every": 20, "requests": None, "time_scales": "1,3",
+                "every": 20, "requests": None, "time_scales": "0.1,0.3,1,3",
                 "report_losses": "0,0.05"}
     return trainer(model).SIM
 
@@ -73,13 +73,19 @@ def _variants(scs: list[dict], values: list[float], neutral: float, tag: str, ap
 
 
 def time_scaled(scs: list[dict], scales: list[float]) -> list[dict]:
-    """Each scenario at each time scale K: service times × K (the arrival rate
-    follows the capacity, so the utilisation is unchanged); K = 1 is the scenario itself."""
+    """Each scenario at each time scale K: service times, timeouts and network delays × K
+    (the arrival rate follows the capacity, so the utilisation is unchanged; heartbeats stay
+    as they are, as in a real fleet of faster services); K = 1 is the scenario itself."""
     if not scales or any(not (0.01 <= k <= 100.0) for k in scales):
         raise ValueError("each scale must be between 0.01 and 100")
 
     def scale(sc, k):
         sc["service_time"]["mean_ms"] = float(sc["service_time"]["mean_ms"]) * k
+        sc["timeout_ms"] = float(sc["timeout_ms"]) * k
+        net = sc["network_ms"]
+        for key in ("base", "jitter"):
+            if key in net:
+                net[key] = float(net[key]) * k
     return _variants(scs, scales, 1.0, "x", scale)
 
 
@@ -127,10 +133,10 @@ def train_main(argv: list[str]) -> int:
                         help="strategies whose decisions are recorded (default: the model's; advanced-ml: "
                              + ",".join(DEFAULT_BEHAVIOURS) + ")")
     parser.add_argument("--sim-time-scales", default=None, metavar="K,...",
-                        help="also record each scenario with its service times multiplied by K (the arrival rate "
-                             "follows, so the load is the same; heartbeats and timeouts keep their length), so "
-                             "the model meets services slower and faster than the lab's (default: the model's; "
-                             "advanced-ml: 1,3)")
+                        help="also record each scenario with its service times, timeouts and network delays multiplied "
+                             "by K (the arrival rate follows, so the load is the same; heartbeats keep their "
+                             "length), so the model meets services slower and faster than the lab's (default: the "
+                             "model's; advanced-ml: 0.1,0.3,1,3)")
     parser.add_argument("--sim-report-losses", default=None, metavar="L,...",
                         help="also record each scenario with this fraction of client reports lost (default: the "
                              "model's; advanced-ml: 0,0.05)")
@@ -141,11 +147,14 @@ def train_main(argv: list[str]) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="default: 8 (advanced-ml, forecast), 6 (anomaly)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1; see train.py)")
     parser.add_argument("--max-seconds", type=float, default=None,
-                        help="stop optimising after this many seconds (0 = no limit; default: 45 for advanced-ml, "
-                             "35 for anomaly, 30 for forecast, whose reading, features and evaluation take longer "
-                             "— so each command stays under 60 s on 1,000,000 rows)")
+                        help="stop optimising each net after this many seconds (0 = no limit; default: 45 for "
+                             "advanced-ml, 35 for anomaly, 30 for forecast, whose reading, features and evaluation "
+                             "take longer — so each net's training stays under 60 s on 1,000,000 rows)")
     parser.add_argument("--hidden", type=int, default=None, help="hidden width (default: 64 for advanced-ml, "
                         "32 for the others)")
+    parser.add_argument("--members", type=int, default=None,
+                        help="advanced-ml: nets trained from seeds SEED, SEED+1, ... and served as their mean "
+                             "(default 3)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-rows", type=int, default=None)
     parser.add_argument("--out", default=None, help="models root (default: $MAXINE_MODELS_DIR or ./models)")
@@ -156,6 +165,8 @@ def train_main(argv: list[str]) -> int:
     progress = not args.no_progress
     if args.epochs is not None and args.epochs < 1:
         return _err("--epochs must be >= 1")
+    if args.members is not None and (args.members < 1 or args.model != "advanced-ml"):
+        return _err("--members must be >= 1, and is for advanced-ml only")
 
     from ..models import artifacts
     from . import scenario as scenarios
@@ -214,7 +225,8 @@ def train_main(argv: list[str]) -> int:
     elif not os.path.isdir(args.data):
         return _err(f"telemetry log directory {args.data!r} does not exist")
 
-    options = {k: v for k, v in (("epochs", args.epochs), ("hidden", args.hidden)) if v is not None}
+    options = {k: v for k, v in (("epochs", args.epochs), ("hidden", args.hidden), ("members", args.members))
+               if v is not None}
     if args.max_seconds is not None:
         options["max_seconds"] = args.max_seconds or None
     try:

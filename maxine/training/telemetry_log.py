@@ -23,7 +23,8 @@ load report, 3 call edge (absent in simulator logs; the latency trainer learns
 from kind 0 rows only); ``true_speed`` and ``true_fail_rate`` — the
 simulator's ground truth of the node's current speed (1 = nominal) and
 fast-failure probability (NaN outside the simulator; the anomaly model is
-evaluated against them); and the string columns ``service``, ``node_id`` (for a call edge: caller and called
+evaluated against them); ``scale_ms`` (logs written before it was one of RAW lack it: NaN, and the
+scale-free rows fall back to Peak-EWMA); and the string columns ``service``, ``node_id`` (for a call edge: caller and called
 service) and ``strategy`` (the strategy that made the decision).
 
 ``maxine bench lb --record DIR`` writes this format from simulator runs
@@ -50,7 +51,8 @@ EXTRA = ("decision", "node", "chosen", "true_delay_ms", "latency_ms", "success",
 COLUMNS: tuple[str, ...] = RAW + EXTRA
 PATTERN = "telemetry-*.npz"
 KIND_DISCOVERY, KIND_RESULT, KIND_LOAD, KIND_CALL = 0, 1, 2, 3
-OPTIONAL = {"kind": float(KIND_DISCOVERY), "true_speed": np.nan, "true_fail_rate": np.nan}  # numeric, default
+# numeric, default; scale_ms is one of RAW, written since advanced-ml v13 and absent from older logs
+OPTIONAL = {"kind": float(KIND_DISCOVERY), "true_speed": np.nan, "true_fail_rate": np.nan, "scale_ms": np.nan}
 SIM_TRUTH = ("true_speed", "true_fail_rate")  # what simulator logs add after COLUMNS
 STRINGS = ("service", "node_id", "strategy")  # optional string columns (not read by read_log)
 
@@ -162,10 +164,10 @@ def read_log(directory: str, progress=None) -> dict[str, np.ndarray]:
                 meta = json.loads(str(z["__meta__"])) if "__meta__" in z.files else {}
                 if meta.get("log_version") != LOG_VERSION:
                     raise TelemetryLogError(f"{path}: unsupported log version {meta.get('log_version')!r}")
-                missing = [c for c in COLUMNS if c not in z.files]
+                missing = [c for c in COLUMNS if c not in z.files and c not in OPTIONAL]
                 if missing:
                     raise TelemetryLogError(f"{path}: malformed segment, missing columns {missing[:5]}")
-                cols = {c: np.asarray(z[c], dtype=np.float64) for c in COLUMNS}
+                cols = {c: np.asarray(z[c], dtype=np.float64) for c in COLUMNS if c not in OPTIONAL}
                 for c, default in OPTIONAL.items():
                     cols[c] = (np.asarray(z[c], dtype=np.float64) if c in z.files
                                else np.full(len(cols["now"]), default))

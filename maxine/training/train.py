@@ -7,10 +7,13 @@ Pipeline (all vectorised, no Python loop per row):
 
 1. read the telemetry log (:mod:`maxine.training.telemetry_log`);
 2. build features with THE feature code the server uses
-   (:func:`maxine.models.features.feature_matrix`);
-3. target = log(expected latency in ms of a request sent to that node now):
-   the simulator's ground truth ``true_delay_ms`` where present, else the
-   realised ``latency_ms`` (failed calls count as slow: × 5, like NodeState);
+   (:func:`maxine.models.features.feature_matrix`, then its scale-free view
+   :func:`~maxine.models.features.relative_matrix`: times in units of the
+   node's own latency scale s);
+3. target = log(expected latency in ms of a request sent to that node now)
+   − log s: the simulator's ground truth ``true_delay_ms`` where present, else
+   the realised ``latency_ms`` (failed calls count as slow: × 5, like
+   NodeState); the server adds log s back;
 4. hold out the last ``holdout`` fraction of each run's time span (a time
    slice, not random rows: the model is judged on a future it did not see);
 5. train a small ReLU MLP (Adam, MSE on the log target) with torch on CPU;
@@ -28,7 +31,7 @@ import time
 
 import numpy as np
 
-from ..models.features import FEATURES, feature_matrix
+from ..models.features import RELATIVE_FEATURES, feature_matrix, relative_matrix
 from ..progress import Progress
 from .telemetry_log import TelemetryLogError, read_log
 
@@ -66,8 +69,10 @@ def time_cut(now: np.ndarray, runs: np.ndarray, holdout: float) -> np.ndarray:
 
 
 def dataset(cols: dict, holdout: float = 0.2):
-    """(X, y, is_test, decision_key) from raw log columns."""
-    x = feature_matrix(cols)
+    """(X, y, log_scale, is_test, decision_key, chosen) from raw log columns: X the scale-free rows
+    (:func:`~maxine.models.features.relative_matrix`), y the log latency in ms; the model learns
+    ``y - log_scale``."""
+    x, log_scale = relative_matrix(feature_matrix(cols), cols["scale_ms"])
     target = latency_target(cols)
     ok = np.isfinite(target) & (target > 0) & np.all(np.isfinite(x), axis=1)
     kind = cols.get("kind")
@@ -77,7 +82,7 @@ def dataset(cols: dict, holdout: float = 0.2):
     now = cols["now"]
     is_test = now > time_cut(now, runs, holdout)
     key = runs * 10_000_000 + cols["decision"]
-    return x[ok], np.log(target[ok]), is_test[ok], key[ok], cols["chosen"][ok]
+    return x[ok], np.log(target[ok]), log_scale[ok], is_test[ok], key[ok], cols["chosen"][ok]
 
 
 def pick_agreement(pred: np.ndarray, y: np.ndarray, key: np.ndarray) -> float:
@@ -207,13 +212,17 @@ def data_summary(data_dir: str, cols: dict, rows: int, train_rows: int, test_row
 
 def train(data_dir: str, epochs: int = 8, hidden: int = 64, layers: int = 2, batch: int = 4096, lr: float = 3e-3,
           holdout: float = 0.2, seed: int = 0, max_rows: int | None = None, progress: bool = True,
-          threads: int = 1, max_seconds: float | None = 45.0) -> dict:
+          threads: int = 1, max_seconds: float | None = 45.0, members: int = 3) -> dict:
     """Train ``advanced-ml`` and return {'arrays', 'state_dict', 'metadata'} (not yet written);
-    ``threads`` and ``max_seconds`` as in :func:`fit_mlp`."""
+    ``threads`` and ``max_seconds`` as in :func:`fit_mlp`. ``members`` > 1 trains
+    that many nets from seeds ``seed``, ``seed + 1``, ... on the same rows and
+    exports their mean as one net (:func:`maxine.models.mlp.ensemble_arrays`):
+    near-identical nets differ in how they route even fleets by more than any
+    recipe change did, and the mean evens that out."""
     t_start = time.perf_counter()
     cols = read_columns(data_dir, max_rows, progress)
     t_read = time.perf_counter() - t_start
-    x, y, is_test, key, chosen = dataset(cols, holdout)
+    x, y, log_scale, is_test, key, chosen = dataset(cols, holdout)
     if len(y) < 100:
         raise TrainError(f"telemetry log {data_dir!r} has only {len(y)} usable rows (need >= 100 with a target)")
     train_idx = ~is_test
@@ -221,22 +230,44 @@ def train(data_dir: str, epochs: int = 8, hidden: int = 64, layers: int = 2, bat
         raise TrainError("not enough rows on both sides of the held-out time slice")
     t_feat = time.perf_counter() - t_start - t_read
     ytr = y[train_idx]
-    fit = fit_mlp(x[train_idx], ytr, [hidden] * layers, epochs, batch, lr, seed, threads, max_seconds, progress)
+    xtr, target = x[train_idx], ytr - log_scale[train_idx]
+    fits = [fit_mlp(xtr, target, [hidden] * layers, epochs, batch, lr, seed + k, threads, max_seconds, progress,
+                    label=f"train {k + 1}/{members}" if members > 1 else "train")
+            for k in range(max(1, members))]
+    fit = fits[0] if len(fits) == 1 else _ensemble(fits)
     losses = fit["losses"]
-    metrics = evaluate(fit["mlp"], x[is_test], y[is_test], key[is_test])
+    metrics = evaluate(fit["mlp"], x[is_test], y[is_test], log_scale[is_test], key[is_test])
     metrics["train_rmse_log"] = float(np.sqrt(losses[-1])) if losses else float("nan")
     metrics["baseline_rmse_log"] = float(np.sqrt(np.mean((y[is_test] - ytr.mean()) ** 2)))
     meta = {
         "model": MODEL,
         "kind": "mlp-latency",
-        "target": "log expected latency ms (true_delay_ms, else realised latency; failures x5)",
-        "features": list(FEATURES),
+        "target": "log(expected latency ms / the node's latency scale s) (true_delay_ms, else realised latency; "
+                  "failures x5); the server adds log s",
+        "features": list(RELATIVE_FEATURES),
         "data": data_summary(data_dir, cols, len(y), train_idx.sum(), is_test.sum(), holdout),
         **fit_sections(fit, {"read": t_read, "features": t_feat, "train": fit["seconds"],
                              "total": time.perf_counter() - t_start}),
         "metrics": metrics,
     }
     return {"arrays": fit["arrays"], "state_dict": fit["state_dict"], "metadata": meta}
+
+
+def _ensemble(fits: list[dict]) -> dict:
+    """:func:`fit_mlp`'s result for the mean of ``fits``' nets (one net, see ``train``)."""
+    from ..models.mlp import NumpyMLP, ensemble_arrays
+
+    arrays = ensemble_arrays([f["arrays"] for f in fits])
+    dims = [arrays["W0"].shape[0]] + [arrays[f"W{k}"].shape[1] for k in range(len(fits[0]["dims"]) - 1)]
+    epochs = min(len(f["losses"]) for f in fits)  # a time budget may stop members at different epochs
+    losses = np.mean([f["losses"][:epochs] for f in fits], axis=0).tolist() if epochs else []
+    return {"arrays": arrays, "mlp": NumpyMLP(arrays), "dims": dims, "losses": losses,
+            "stopped_early": any(f["stopped_early"] for f in fits), "seconds": sum(f["seconds"] for f in fits),
+            "state_dict": {f"member{k}.{name}": t for k, f in enumerate(fits) for name, t in f["state_dict"].items()},
+            "settings": {**fits[0]["settings"], "members": len(fits), "member_dims": fits[0]["dims"],
+                         "seeds": [f["settings"]["seed"] for f in fits], "loss": losses,
+                         "member_loss": [f["losses"] for f in fits],
+                         "stopped_early": any(f["stopped_early"] for f in fits)}}
 
 
 def summary(meta: dict) -> str:
@@ -247,14 +278,16 @@ def summary(meta: dict) -> str:
 
 def replay(loaded, cols: dict) -> dict:
     """``maxine models eval advanced-ml --data``: prediction metrics over a whole log."""
-    x, y, _, key, _ = dataset(cols, holdout=0.0)
+    x, y, log_scale, _, key, _ = dataset(cols, holdout=0.0)
     if len(y) == 0:
         raise TrainError("no rows with a target")
-    return evaluate(loaded.mlp, x, y, key)
+    return evaluate(loaded.mlp, x, y, log_scale, key)
 
 
-def evaluate(mlp, x: np.ndarray, y: np.ndarray, key: np.ndarray) -> dict:
-    pred = mlp.predict(x) if len(x) else np.zeros(0)
+def evaluate(mlp, x: np.ndarray, y: np.ndarray, log_scale: np.ndarray, key: np.ndarray) -> dict:
+    """Errors of the predicted log latency (ms) against ``y``, and how often the lowest prediction of a
+    decision is its truly fastest node."""
+    pred = mlp.predict(x) + log_scale if len(x) else np.zeros(0)
     err = pred - y
     return {
         "test_rmse_log": float(np.sqrt(np.mean(err ** 2))) if len(err) else float("nan"),
