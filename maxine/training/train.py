@@ -16,7 +16,8 @@ Pipeline (all vectorised, no Python loop per row):
    NodeState); the server adds log s back;
 4. hold out the last ``holdout`` fraction of each run's time span (a time
    slice, not random rows: the model is judged on a future it did not see);
-5. train a small ReLU MLP (Adam, MSE on the log target) with torch on CPU;
+5. train ``members`` small ReLU MLPs (Adam, MSE on the log target) with torch
+   on CPU, from consecutive seeds, and export their mean as one net;
 6. evaluate on the held-out slice: RMSE of the log, and how often the node the
    model ranks best among a decision's candidates is the truly best one;
 7. write ``models/advanced-ml/<version>/`` (:mod:`maxine.models.artifacts`).
