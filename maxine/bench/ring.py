@@ -5,7 +5,7 @@ against a service's size, ring built first):
         python -m maxine.bench.ring INSTANCES PICKS
     # minus the same with 0 picks, divided by PICKS = instructions per pick
 
-``maxine bench scale`` times the same picks and the ring's build.
+``maxine bench scale`` times the same picks, the ring's build and its updates on a change.
 """
 
 from __future__ import annotations
