@@ -6,12 +6,14 @@ last load report and its age, this registry's dispatches and completions
 since, the share of the node's traffic this registry sees, service time,
 Peak-EWMA, errors, ...), the log of the latency a request sent to that node
 now would see. It sees that telemetry scale-free — latencies and times in
-units of the node's own latency scale s (its reported p50, else its
-Peak-EWMA), rates per s — predicts log(latency / s), and the picker adds
-log s back; so a model trained on 50 ms services carries to 5 ms ones. It
-was trained on simulator runs where the ground truth (true queue × true
-service time) is known, so it learns how a stale report plus the registry's
-own dispatches translates into the node's current queue.
+units of the node's own latency scale s (``NodeState.scale_ms``, a slow
+average of its reported p50s; else its Peak-EWMA), rates per s — predicts
+log(latency / s), and the picker adds log s back; so a model trained on
+50 ms services carries to 5 ms ones. It was trained on simulator runs where
+the ground truth (true queue × true service time) is known, so it learns how
+a stale report plus the registry's own dispatches translates into the node's
+current queue. The shipped model is three nets served as one, their mean
+(:func:`maxine.models.mlp.ensemble_arrays`).
 
 The picker (never a plain argmax over predictions across registries):
 

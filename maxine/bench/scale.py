@@ -102,8 +102,8 @@ def hashing_pick_cost(sizes=(10, 100, 1000, 10000), picks: int = 20000, changes:
     first build, and the first pick after an instance leaves and after one joins
     (the ring's update: the longest a hashed discovery waits on a change), each
     the median and the worst of ``changes``. The registry's objects are frozen
-    out of the garbage collector, as the server does (``api.app.freeze_long_lived``), so that a
-    full collection does not land in a timed pick."""
+    out of the garbage collector, as the server does
+    (``api.app.freeze_long_lived``), so no full collection lands in a timed pick."""
     import gc
 
     rows = []

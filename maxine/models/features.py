@@ -223,7 +223,7 @@ RELATIVE_FEATURES: tuple[str, ...] = (
     "error_ewma", "error_rate", "cpu",
     "load",              # log1p(qps × s): the share of a second the node's reported traffic takes at s
     "scale_source",      # where s came from: 0 scale_ms (slow EWMA of reported p50s), 1 Peak-EWMA, 2 last latency, 3 none (1 ms)
-    "age_s", "since_result_s",  # v13: the two ages in seconds (heartbeats do not scale with the service)
+    "age_s", "since_result_s",  # the two ages in seconds too: heartbeats do not scale with the service
 )
 SCALE_FLOOR_MS = 0.05
 _I = {name: i for i, name in enumerate(FEATURES)}

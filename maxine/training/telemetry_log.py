@@ -51,7 +51,7 @@ EXTRA = ("decision", "node", "chosen", "true_delay_ms", "latency_ms", "success",
 COLUMNS: tuple[str, ...] = RAW + EXTRA
 PATTERN = "telemetry-*.npz"
 KIND_DISCOVERY, KIND_RESULT, KIND_LOAD, KIND_CALL = 0, 1, 2, 3
-# numeric, default; scale_ms is one of RAW, written since advanced-ml v13 and absent from older logs
+# numeric, default; scale_ms is one of RAW, written since the scale-free advanced-ml (v18) and absent from older logs
 OPTIONAL = {"kind": float(KIND_DISCOVERY), "true_speed": np.nan, "true_fail_rate": np.nan, "scale_ms": np.nan}
 SIM_TRUTH = ("true_speed", "true_fail_rate")  # what simulator logs add after COLUMNS
 STRINGS = ("service", "node_id", "strategy")  # optional string columns (not read by read_log)

@@ -262,13 +262,13 @@ def _ensemble(fits: list[dict]) -> dict:
     dims = [arrays["W0"].shape[0]] + [arrays[f"W{k}"].shape[1] for k in range(len(fits[0]["dims"]) - 1)]
     epochs = min(len(f["losses"]) for f in fits)  # a time budget may stop members at different epochs
     losses = np.mean([f["losses"][:epochs] for f in fits], axis=0).tolist() if epochs else []
+    stopped_early = any(f["stopped_early"] for f in fits)
     return {"arrays": arrays, "mlp": NumpyMLP(arrays), "dims": dims, "losses": losses,
-            "stopped_early": any(f["stopped_early"] for f in fits), "seconds": sum(f["seconds"] for f in fits),
+            "stopped_early": stopped_early, "seconds": sum(f["seconds"] for f in fits),
             "state_dict": {f"member{k}.{name}": t for k, f in enumerate(fits) for name, t in f["state_dict"].items()},
             "settings": {**fits[0]["settings"], "members": len(fits), "member_dims": fits[0]["dims"],
                          "seeds": [f["settings"]["seed"] for f in fits], "loss": losses,
-                         "member_loss": [f["losses"] for f in fits],
-                         "stopped_early": any(f["stopped_early"] for f in fits)}}
+                         "member_loss": [f["losses"] for f in fits], "stopped_early": stopped_early}}
 
 
 def summary(meta: dict) -> str:
