@@ -42,7 +42,7 @@ class OutstandingCounter:
     counted in a ring of time buckets; a completion retires the oldest one.
     """
 
-    __slots__ = ("ttl", "width", "buckets", "head", "total")
+    __slots__ = ("ttl", "width", "buckets", "head", "slot", "until", "total")
     SLOTS = 16
 
     def __init__(self, ttl: float = 30.0):
@@ -50,45 +50,47 @@ class OutstandingCounter:
         self.width = ttl / self.SLOTS
         self.buckets = None  # allocated at the first dispatch: most instances of a big registry never get one
         self.head = None  # absolute bucket number of the newest bucket
+        self.slot = 0  # its index in buckets
+        self.until = -math.inf  # when it ends: a float compare tells whether a time falls in it
         self.total = 0
 
     def _advance(self, now: float) -> None:
         if self.buckets is None:
             return
         b = int(now // self.width)
-        if self.head is None:
-            self.head = b
-            return
-        steps = b - self.head
-        if steps <= 0:
-            return
-        if steps >= self.SLOTS:
-            self.buckets = [0] * self.SLOTS
-            self.total = 0
-        else:
-            for i in range(1, steps + 1):
-                slot = (self.head + i) % self.SLOTS
-                self.total -= self.buckets[slot]
-                self.buckets[slot] = 0
+        head = self.head
+        if head is not None:
+            steps = b - head
+            if steps <= 0:  # the clock went back: keep counting in the newest bucket
+                return
+            if steps >= self.SLOTS:
+                self.buckets = [0] * self.SLOTS
+                self.total = 0
+            else:
+                for i in range(1, steps + 1):
+                    slot = (head + i) % self.SLOTS
+                    self.total -= self.buckets[slot]
+                    self.buckets[slot] = 0
         self.head = b
+        self.slot = b % self.SLOTS
+        self.until = (b + 1) * self.width
 
     def add(self, now: float) -> None:
-        head = self.head
-        if head is None or int(now // self.width) != head:  # not the newest bucket: move the ring
+        if now >= self.until:  # past the newest bucket, or none yet: move the ring
             if self.buckets is None:
                 self.buckets = [0] * self.SLOTS
             self._advance(now)
-            head = self.head
-        self.buckets[head % self.SLOTS] += 1
+        self.buckets[self.slot] += 1
         self.total += 1
 
     def remove(self, now: float) -> bool:
         """Retire the oldest outstanding dispatch; False if none is left."""
-        self._advance(now)
+        if now >= self.until:
+            self._advance(now)
         if self.total <= 0:
             return False
         for i in range(self.SLOTS - 1, -1, -1):  # oldest first
-            slot = (self.head - i) % self.SLOTS
+            slot = (self.slot - i) % self.SLOTS
             if self.buckets[slot]:
                 self.buckets[slot] -= 1
                 self.total -= 1
@@ -101,7 +103,7 @@ class OutstandingCounter:
             pass
 
     def count(self, now: float) -> int:
-        if self.head is not None and int(now // self.width) != self.head:
+        if self.total and now >= self.until:
             self._advance(now)
         return self.total
 
@@ -291,7 +293,7 @@ class NodeState:
             until = self.report_time + REPORT_FRESH_S
         ring = self.outstanding
         if ring.total > 0 and ring.count(now) > 0:  # count() first moves the ring to now
-            until = min(until, (ring.head + 1) * ring.width)
+            until = min(until, ring.until)
         return until
 
     # --- estimates ----------------------------------------------------------

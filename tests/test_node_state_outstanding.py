@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from maxine.telemetry import NodeState
+from maxine.telemetry import NodeState, OutstandingCounter
 
 
 def _state_with_reports(now: float) -> NodeState:
@@ -41,3 +41,25 @@ def test_a_report_without_qps_or_the_first_report_trims_nothing():
     state.on_load_report(1.0, in_flight=0, qps=0.0)  # first report: no window to judge by
     state.on_load_report(2.0, in_flight=0)  # no qps: unknown how many were answered
     assert state.outstanding.count(2.0) == 1
+
+
+def test_dispatches_older_than_the_ttl_leave_bucket_by_bucket():
+    counter = OutstandingCounter(ttl=16.0)  # sixteen 1 s buckets
+    counter.add(0.5)
+    counter.add(1.5)
+    counter.add(1.9)
+    assert counter.count(1.99) == 3
+    assert counter.count(16.0) == 2  # the bucket [0, 1) left the window
+    assert counter.count(17.0) == 0
+    counter.add(40.2)  # after a long silence the ring starts afresh
+    assert counter.count(40.3) == 1
+
+
+def test_a_clock_that_steps_back_counts_in_the_newest_bucket():
+    counter = OutstandingCounter(ttl=16.0)
+    counter.add(5.5)
+    counter.add(3.0)
+    assert counter.count(5.9) == 2
+    assert counter.remove(5.9) and counter.count(5.9) == 1
+    assert counter.count(20.9) == 1  # both sat in the bucket [5, 6), inside the window until 21
+    assert counter.count(21.0) == 0
