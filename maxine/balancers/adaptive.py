@@ -120,7 +120,7 @@ class HotCold:
         self.quantile = quantile
         self.name = name
         self.d = d
-        self._key = ("hot-cold", id(self))
+        self._key = f"hot-cold:{id(self)}"
 
     def pick(self, pool, ctx):
         nodes = pool.nodes
@@ -233,7 +233,7 @@ class OrcaWeightedRoundRobin:
         self.expiry_s = expiry_s
         self.update_s = update_s
         self.error_penalty = error_penalty
-        self._key = ("orca-wrr", id(self))
+        self._key = f"orca-wrr:{id(self)}"
 
     def weight(self, node, now: float) -> float | None:
         state = node.state

@@ -188,7 +188,7 @@ class AdvancedML:
         self.model_errors = 0
         self.last_error: str | None = None
         self.fallback_reason: str | None = None
-        self._key = ("aml", id(self))
+        self._key = f"aml:{id(self)}"
         self._checked = -math.inf
         # nodes whose cached prediction is out of date, refreshed off the pick
         # path: by learn_one (a client report), refresh_pending (the server's

@@ -201,7 +201,7 @@ class AiDriven(_Learned):
         self.probe_s = probe_s
         self.n_max = n_max
         self.z_table = tuple(max(-z_clip, min(z_clip, z)) for z in Z_TABLE)
-        self._pool_key = ("ai-driven", id(self))  # its probe cursor and decayed pick total
+        self._pool_key = f"ai-driven:{id(self)}"  # its probe cursor and decayed pick total
         self.probes = 0
         self.capped = 0
 
@@ -298,7 +298,7 @@ class Predictive(_Learned):
         self.horizon_s = horizon_s
         self.up_only = up_only
         self.gain = gain
-        self._pool_key = ("predictive", id(self))
+        self._pool_key = f"predictive:{id(self)}"
 
     def _observe(self, m: NodeModel, latency_ms: float, success: bool, now: float) -> None:
         x = _penalised(latency_ms, success, m.slow if m.n else latency_ms)
@@ -386,7 +386,7 @@ class HealthScore(_Learned):
     def __init__(self, name: str = "health-score", **kw):
         super().__init__(name, **kw)
         self.peak = PeakEwma()  # the same level (and typical latency for new nodes) as p2c-peak-ewma
-        self._pool_key = ("health-score", id(self))
+        self._pool_key = f"health-score:{id(self)}"
 
     def learn_one(self, node, latency_ms: float, success: bool, now: float) -> None:
         pass  # reads NodeState and the hub's cache only

@@ -155,7 +155,7 @@ def first_lowest(values, rand) -> int:
 class RoundRobin:
     def __init__(self, name: str = "round-robin"):
         self.name = name
-        self._key = ("rr", id(self))
+        self._key = f"rr:{id(self)}"
 
     def pick(self, pool, ctx):
         nodes = pool.nodes
@@ -178,7 +178,7 @@ class WeightedRandom:
 
     def __init__(self, name: str = "weighted-random"):
         self.name = name
-        self._key = ("wr", id(self))
+        self._key = f"wr:{id(self)}"
 
     def pick(self, pool, ctx):
         cumulative = pool.cache.get(self._key)
@@ -211,7 +211,7 @@ class FullScan:
     def __init__(self, estimate, name: str):
         self.estimate = estimate
         self.name = name
-        self._key = ("scan", id(self))
+        self._key = f"scan:{id(self)}"
         self.cached = hasattr(estimate, "rank")
 
     def pick(self, pool, ctx):
@@ -332,7 +332,7 @@ class HashRing:
         self.fallback = fallback
         self.name = name
         self.vnodes = vnodes
-        self._key = ("ring", id(self))
+        self._key = f"ring:{id(self)}"
         # (service, query) -> (node ids, ring) of the last large ring built for it,
         # to update from. Bounded: a removed service's ring waits here until pushed out.
         self._large: dict[tuple, tuple[tuple, np.ndarray]] = {}
