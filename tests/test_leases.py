@@ -77,6 +77,35 @@ def test_discovery_skips_an_expired_instance_in_a_cached_pool():
     assert maxine.discover(b"serviceName=svc")[0] == 404
 
 
+def test_a_cached_query_sees_every_change_to_its_service():
+    """A query keeps its pool until the service changes (Pool.stale)."""
+    from maxine.api import Maxine
+
+    clock = Clock()
+    maxine = Maxine(registry=Registry(default_ttl=10.0, clock=clock), clock=clock)
+    registry = maxine.registry
+
+    def ports(query=b"serviceName=svc"):
+        answers = [maxine.discover(query) for _ in range(6)]
+        return {orjson.loads(body)["port"] for status, body in answers if status == 200} or None
+
+    registry.register("svc", "h", 1)
+    assert ports() == {1}
+    registry.register("svc", "h", 2)
+    assert ports() == {1, 2}
+    registry.deregister("svc:h:1")
+    assert ports() == {2}
+    registry.register("svc", "h", 3, metadata={"tags": ["blue"]})
+    assert ports(b"serviceName=svc&tags=blue") == {3}
+    registry.register("svc", "h", 2, metadata={"tags": ["blue"]})  # a metadata change
+    assert ports(b"serviceName=svc&tags=blue") == {2, 3}
+    registry.deregister("svc:h:2")
+    registry.deregister("svc:h:3")
+    assert ports() is None and ports(b"serviceName=svc&tags=blue") is None  # the service is gone
+    registry.register("svc", "h", 4)  # and back, as a new Service
+    assert ports() == {4}
+
+
 def test_discovery_leaves_expiry_to_the_sweeper_and_serves_a_held_lease_again():
     from maxine.api import Maxine
 

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from ..balancers import Balancers, PickContext
-from ..registry import CallGraph, Registry
+from ..registry import CallGraph, Pool, Registry
 from ..registry.encoding import dumps_kept
 from ..settings import Settings
 from . import validation
@@ -28,9 +28,10 @@ SUCCESS = orjson.dumps({"success": True})  # the answer of most writes, encoded 
 QUERY_CACHE_SIZE = 4096
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class DiscoverQuery:
-    """A parsed discovery query string, cached with its strategy object and pick context."""
+    """A parsed discovery query string, cached with its strategy object, pick
+    context and, until the service changes, its pool."""
 
     service: str
     strategy_name: str
@@ -40,6 +41,7 @@ class DiscoverQuery:
     client_id: str | None
     ctx: PickContext
     keyed: bool  # the strategy reads the client's identity (hash rings)
+    pool: Pool | None = None  # the last pool answered; fetched again once stale
 
 
 def error(status: int, message: str, **extra) -> tuple[int, dict]:
@@ -133,7 +135,9 @@ class Maxine:
             ip, client_id = peer(scope) if scope is not None else (None, None)
             ctx.client_ip = ip
             ctx.client_key = query.client_id or client_id or ip
-        pool = registry.pool(query.service, query.version, query.tags)
+        pool = query.pool
+        if pool is None or pool.stale:
+            pool = query.pool = registry.pool(query.service, query.version, query.tags)
         if pool is None or not pool.nodes:
             return 404, SERVICE_UNAVAILABLE
         node = strategy.pick(pool, ctx)
@@ -142,7 +146,7 @@ class Maxine:
             # the expiry to the sweeper (self-preservation, grace, one decider across replicas).
             # The rebuilt pool holds only live instances.
             registry.drop_pools(query.service)
-            pool = registry.pool(query.service, query.version, query.tags)
+            pool = query.pool = registry.pool(query.service, query.version, query.tags)
             if not pool:
                 return 404, SERVICE_UNAVAILABLE
             node = strategy.pick(pool, ctx)

@@ -41,15 +41,17 @@ class Pool:
     Pools are rebuilt when membership or metadata changes, so strategies may
     cache derived structures (cumulative weights, hash rings) in ``cache``.
     ``query`` is the ``(version, tags)`` it answers: the pools of one service
-    and query, before and after a change, share it."""
+    and query, before and after a change, share it. ``stale`` turns True when
+    the service changes: a caller that kept the pool asks for a new one."""
 
-    __slots__ = ("service_name", "nodes", "cache", "query")
+    __slots__ = ("service_name", "nodes", "cache", "query", "stale")
 
     def __init__(self, service_name: str, nodes: tuple, query: tuple = (None, ())):
         self.service_name = service_name
         self.nodes = nodes
         self.cache: dict = {}
         self.query = query
+        self.stale = False
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -63,9 +65,15 @@ class Service:
     def __init__(self, name: str):
         self.name = name
         self.instances: dict[str, Instance] = {}
-        self.pools: dict[tuple, Pool] = {}
+        self.pools: dict[tuple, Pool] = {}  # by query; forget them only through drop_pools
         self.index = 0
         self._metadata_seen: list[tuple[bytes, dict]] = []
+
+    def drop_pools(self) -> None:
+        """Forget the cached pools, marking them stale for whoever kept one."""
+        for pool in self.pools.values():
+            pool.stale = True
+        self.pools.clear()
 
     def shared_metadata(self, metadata: dict) -> dict:
         """An identical metadata object already held by this service, else ``metadata``.
@@ -184,7 +192,7 @@ class Registry:
         """Forget a service's cached pools; the next query rebuilds them from live instances."""
         svc = self.services.get(service_name)
         if svc is not None:
-            svc.pools.clear()
+            svc.drop_pools()
 
     def sweep(self, limit: int = 1000) -> int:
         """Expire up to ``limit`` instances whose lease has passed."""
@@ -237,7 +245,7 @@ class Registry:
         pool = svc.pools.get(key)
         if pool is None:
             if len(svc.pools) > 256:  # bounded: arbitrary tag combinations must not grow memory
-                svc.pools.clear()
+                svc.drop_pools()
             pool = svc.pools[key] = Pool(service_name, self._select(svc, version, tags), key)
         return pool
 
@@ -293,7 +301,7 @@ class Registry:
     def _touch(self, svc: Service) -> None:
         self.index += 1
         svc.index = self.index
-        svc.pools.clear()
+        svc.drop_pools()
 
     def _emit(self, kind: str, inst: Instance, before, after, now: float) -> None:
         if not self.listeners:
