@@ -90,8 +90,10 @@ def test_exposition_parses_and_has_every_metric(populated):
     # the deregistered node's picks still count
     assert value(families, "maxine_discoveries", service="metrics-svc", strategy="round-robin") == 20
     assert value(families, "maxine_discoveries", service="metrics-svc", strategy="least-connections") == 10
-    assert value(families, "maxine_discovery_latency_seconds", "maxine_discovery_latency_seconds_count") >= 30
-    assert value(families, "maxine_discovery_latency_seconds", "maxine_discovery_latency_seconds_bucket", le="+Inf") >= 30
+    # 31 discoveries, the first and then one in LatencyHistogram.SAMPLE timed
+    timed = -(-31 // LatencyHistogram.SAMPLE)
+    assert value(families, "maxine_discovery_latency_seconds", "maxine_discovery_latency_seconds_count") == timed
+    assert value(families, "maxine_discovery_latency_seconds", "maxine_discovery_latency_seconds_bucket", le="+Inf") == timed
     assert value(families, "maxine_instances") >= 2
     models = populated.get("/models")
     expected = len(models.json()["models"]) if models.status_code == 200 else 0  # no model yet: 0, not an error

@@ -71,6 +71,9 @@ def encode(payload) -> bytes:
     return payload if isinstance(payload, bytes) else orjson.dumps(payload)
 
 
+INTERNAL_BODY = encode(INTERNAL)
+
+
 # An answer sent before the request body was read says "Connection: close". granian
 # otherwise keeps or drops such a connection as the timing falls (it may not have the
 # whole body yet), and a client that sends its next request down it loses that request.

@@ -60,10 +60,13 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class LatencyHistogram:
     """A fixed-bucket histogram of plain ints, cheap enough for the discovery path.
 
-    The fast path calls :meth:`observe` once per discovery (a bisect and two adds).
+    The fast path times one discovery in ``SAMPLE`` and calls :meth:`observe` with
+    it (a bisect and two adds): timing every one, two clock reads and the bucket,
+    cost ~12 % of a round-robin discovery's instructions.
     """
 
     __slots__ = ("bounds", "counts", "total")
+    SAMPLE = 16
     BOUNDS = (5e-6, 1e-5, 2e-5, 3e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 0.1)
 
     def __init__(self, bounds=BOUNDS):
@@ -467,7 +470,8 @@ class MaxineCollector:
         hist = getattr(maxine, "discover_latency", None)
         if hist is not None:
             h = HistogramMetricFamily("maxine_discovery_latency_seconds",
-                                      "Server-side time to answer /discover on the fast path.")
+                                      f"Server-side time to answer /discover on the fast path, "
+                                      f"sampled: one discovery in {hist.SAMPLE} is timed.")
             h.add_metric([], hist.cumulative(), sum_value=hist.total[0])
             yield h
 

@@ -12,14 +12,13 @@ from __future__ import annotations
 import logging
 from urllib.parse import unquote
 
-from .asgi import INTERNAL, BodyTooLarge, check_length, encode, loads
+from .asgi import INTERNAL_BODY, BodyTooLarge, check_length, loads
 
 log = logging.getLogger("maxine.api")
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.3"}
 JSON_HEADERS = [("content-type", "application/json")]
 CLOSING_JSON_HEADERS = JSON_HEADERS + [("connection", "close")]
-INTERNAL_BODY = encode(INTERNAL)
 
 
 def json_headers(close: bool) -> list[tuple[str, str]]:
