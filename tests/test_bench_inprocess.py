@@ -19,6 +19,16 @@ def test_runs_the_post_workloads_through_the_app():
 def test_a_failing_workload_is_reported(capsys):
     assert inprocess.main(["no-such-strategy", "10"]) == 1  # every discovery is a 400
     assert "10 of 10 requests failed" in capsys.readouterr().err
+    assert inprocess.main(["no-such-strategy", "10", "rsgi"]) == 1
+    assert "10 of 10 requests failed" in capsys.readouterr().err
+
+
+def test_runs_every_workload_through_granians_interface(capsys):
+    for workload in ("round-robin", "advanced-ml", "reference", "heartbeat", "record-response-time",
+                     "record-response-times", "reference-post"):
+        assert inprocess.main([workload, "300", "rsgi"]) == 0, workload
+    assert inprocess.main(["round-robin", "10", "http2"]) == 2
+    assert "usage" in capsys.readouterr().err
 
 
 def test_the_server_settings_come_from_the_environment(monkeypatch):

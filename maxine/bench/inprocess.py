@@ -2,8 +2,14 @@
 count instructions on (repeatable on a busy machine, unlike time).
 
     PYTHONHASHSEED=0 valgrind --tool=callgrind --callgrind-out-file=/dev/null \\
-        python -m maxine.bench.inprocess WORKLOAD 40000
-    # minus the same with 0 requests, divided by 40000 = instructions per request
+        python -m maxine.bench.inprocess WORKLOAD 100000 [asgi|rsgi]
+    # minus the same with 50000 requests, divided by 50000 = instructions per request
+    # (a start-up alone varies by ~20M instructions run to run: subtract a run that
+    # starts the same way, not one with 0 requests)
+
+``rsgi`` drives the app through granian's interface, as ``maxine serve`` runs it,
+with stand-ins for granian's scope and protocol objects; ``asgi`` (the default)
+through ASGI.
 
 WORKLOAD is a built-in strategy (``GET /discover`` with it), ``reference`` (the
 raw ASGI reference app, GET), ``reference-post`` (the reference reading a POST
@@ -47,13 +53,41 @@ def discover_scope(strategy: str, service: int) -> dict:
             .encode()}
 
 
+class RsgiScope:
+    """What the app reads of granian's RSGI scope."""
+
+    proto = "http"
+    client = "127.0.0.1:40000"
+
+    def __init__(self, scope: dict):
+        self.method, self.path = scope["method"], scope["path"]
+        self.query_string = scope["query_string"].decode()
+        self.headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+
+
+class RsgiProtocol:
+    """What the app calls of granian's RSGI protocol: the body, and one answer."""
+
+    def __init__(self, current: list):
+        self.current = current
+        self.answered = 0
+
+    async def __call__(self) -> bytes:
+        return self.current[0]["body"]
+
+    def response_bytes(self, status, headers, body) -> None:
+        if status == 200:
+            self.answered += 1
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 2:
+    if len(argv) not in (2, 3) or argv[2:] not in ([], ["asgi"], ["rsgi"]):
         print("usage: python -m maxine.bench.inprocess STRATEGY|reference|reference-post|heartbeat|"
-              "record-response-time|record-response-times REQUESTS", file=sys.stderr)
+              "record-response-time|record-response-times REQUESTS [asgi|rsgi]", file=sys.stderr)
         return 2
     which, n = argv[0], int(argv[1])
+    rsgi = argv[2:] == ["rsgi"]
     now = [1_800_000_000.0]
 
     def clock() -> float:
@@ -69,20 +103,32 @@ def main(argv=None) -> int:
     app = create_app(maxine.settings, maxine)
     if which in POST_PATHS:
         if which == "reference-post":
-            app = reference.asgi_app
+            app = reference.Reference()
+        bodies = [orjson.dumps(body) for body in
+                  ([batch_body(node_ids, i) for i in range(len(node_ids))] if which == "record-response-times"
+                   else [write_body(which, nid) for nid in node_ids])]
         scopes = [{"type": "http", "method": "POST", "path": POST_PATHS[which],
-                   "headers": [(b"content-type", b"application/json")], "query_string": b""}
-                  for _ in node_ids]
-        bodies = ([batch_body(node_ids, i) for i in range(len(node_ids))] if which == "record-response-times"
-                  else [write_body(which, nid) for nid in node_ids])
-        messages = [{"type": "http.request", "body": orjson.dumps(body), "more_body": False} for body in bodies]
+                   "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                   "query_string": b""}
+                  for body in bodies]
+        messages = [{"type": "http.request", "body": body, "more_body": False} for body in bodies]
     else:
         if which == "reference":
-            app = reference.asgi_app
+            app = reference.Reference()
         scopes = [discover_scope(which, s) for s in range(10)]
         messages = [{"type": "http.request", "body": b"", "more_body": False}] * 10
     count = len(scopes)
     current = [messages[0]]
+    if rsgi:
+        scopes = [RsgiScope(scope) for scope in scopes]
+        protocol = RsgiProtocol(current)
+        serve = app.__rsgi__
+
+        async def request(scope):
+            await serve(scope, protocol)
+    else:
+        async def request(scope):
+            await app(scope, receive, send)
 
     async def receive():
         return current[0]
@@ -104,11 +150,13 @@ def main(argv=None) -> int:
         for k in range(n):
             i = k % count
             current[0] = messages[i]
-            await app(scopes[i], receive, send)
+            await request(scopes[i])
             if k % REPORTS_PER_ITERATION == REPORTS_PER_ITERATION - 1:
                 await asyncio.sleep(0)  # the end of a loop iteration: deferred settles run
             if k % 1000 == 999 and getattr(learned, "_pending", None):
                 learned.refresh_pending(now[0], 10_000)
+        if rsgi:  # the reference apps count no errors: count what was answered
+            return n - protocol.answered
         return maxine.errors - errors
 
     errors = asyncio.run(run())
