@@ -130,6 +130,30 @@ def test_each_query_of_a_service_updates_its_own_large_ring(monkeypatch):
     assert built == [10, 10, 1, 1]  # each version's ring built once; then version 1 gains one node a round
 
 
+def test_the_large_rings_kept_to_update_from_are_bounded(monkeypatch):
+    """A removed service's ring waits to be pushed out by LARGE_RINGS_KEPT others; the
+    service pushed out builds its next ring afresh."""
+    monkeypatch.setattr(pickers, "LIST_POINTS", 0)
+    built = []
+    build = pickers.ring_points
+    monkeypatch.setattr(pickers, "ring_points", lambda ids, *a: built.append(len(ids)) or build(ids, *a))
+    registry = Registry(clock=Clock())
+    strategy = Balancers(["consistent-hash"]).get("consistent-hash")
+    services = [f"svc-{s}" for s in range(pickers.LARGE_RINGS_KEPT + 1)]
+    for name in services:
+        for i in range(3):
+            registry.register(name, "10.0.0.1", 1000 + i)
+        strategy.pick(registry.pool(name), ctx(client_key="k"))
+    assert len(strategy._large) == pickers.LARGE_RINGS_KEPT
+    assert (services[0], (None, ())) not in strategy._large  # the oldest went
+    built.clear()
+    for name in (services[-1], services[0]):  # one kept, one pushed out: each gains a node
+        registry.register(name, "10.0.0.2", 2000)
+        strategy.pick(registry.pool(name), ctx(client_key="k"))
+    assert built == [1, 4]  # the kept ring is updated; the other is built from scratch
+    assert len(strategy._large) == pickers.LARGE_RINGS_KEPT
+
+
 def test_a_ring_is_built_afresh_when_an_update_would_not_give_the_same_ring():
     old = tuple(f"n{i}" for i in range(10))
     points = pickers.ring_points(old, range(10), 160)
