@@ -22,8 +22,21 @@ def configure_logging(settings: Settings) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def one_blas_thread() -> None:
+    """Keep numpy's BLAS (OpenBLAS) on the thread that calls it. By default it starts a
+    thread per core and keeps them spinning after each product: advanced-ml's batched
+    re-scores through v18's 192-wide layers are large enough for it to go parallel, and
+    on two cores its threads took the core the server and its clients need — 70 µs of
+    server CPU per advanced-ml discovery instead of 36 (docs/performance.md, "Fourteenth
+    session"). Serving runs small products; one thread is the right size for them."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+
+
 def run(app, settings: Settings) -> None:
     configure_logging(settings)
+    one_blas_thread()
     if settings.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("binding %s: reachable from other machines", settings.host)
     if settings.server == "granian":

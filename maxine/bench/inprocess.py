@@ -38,6 +38,7 @@ import orjson
 
 from ..api.app import create_app
 from ..api.operations import Maxine
+from ..server import one_blas_thread
 from ..settings import Settings
 from . import reference
 from .http import batch_body, write_body
@@ -88,6 +89,7 @@ def main(argv=None) -> int:
         return 2
     which, n = argv[0], int(argv[1])
     rsgi = argv[2:] == ["rsgi"]
+    one_blas_thread()  # as the server does; more threads would also count their spinning
     now = [1_800_000_000.0]
 
     def clock() -> float:
