@@ -37,8 +37,8 @@ class FastPath:
     def discover(self, query_string: bytes, scope, io):
         """``(status, body bytes, close)`` for ``GET /discover``; ``close`` when the
         request announced a body, which the answer leaves unread. A plain call: discovery
-        never awaits, and a coroutine per request cost ~2k instructions of a round-robin
-        discovery's ~24k (docs/performance.md, "Fourteenth session")."""
+        never awaits, and a coroutine per request cost ~2k instructions, a tenth of a
+        round-robin discovery (docs/performance.md, "Fourteenth session")."""
         maxine = self.maxine
         maxine.requests += 1
         try:
