@@ -91,7 +91,9 @@ def test_a_cached_query_sees_every_change_to_its_service():
 
     registry.register("svc", "h", 1)
     assert ports() == {1}
+    kept = registry.pool("svc")
     registry.register("svc", "h", 2)
+    assert kept.stale and kept.nodes == () and not kept.cache  # holds nothing for a query never sent again
     assert ports() == {1, 2}
     registry.deregister("svc:h:1")
     assert ports() == {2}

@@ -41,8 +41,9 @@ class Pool:
     Pools are rebuilt when membership or metadata changes, so strategies may
     cache derived structures (cumulative weights, hash rings) in ``cache``.
     ``query`` is the ``(version, tags)`` it answers: the pools of one service
-    and query, before and after a change, share it. ``stale`` turns True when
-    the service changes: a caller that kept the pool asks for a new one."""
+    and query, before and after a change, share it. When the service changes the
+    pool is dropped: ``stale`` turns True and it is emptied (its one change), so a
+    caller that kept it asks for a new one."""
 
     __slots__ = ("service_name", "nodes", "cache", "query", "stale")
 
@@ -70,9 +71,13 @@ class Service:
         self._metadata_seen: list[tuple[bytes, dict]] = []
 
     def drop_pools(self) -> None:
-        """Forget the cached pools, marking them stale for whoever kept one."""
+        """Forget the cached pools, marking them stale for whoever kept one (a cached
+        discovery query) and emptying them, so that a query nobody sends again does not
+        keep removed instances, or the strategies' books of them, alive."""
         for pool in self.pools.values():
             pool.stale = True
+            pool.nodes = ()
+            pool.cache.clear()
         self.pools.clear()
 
     def shared_metadata(self, metadata: dict) -> dict:
