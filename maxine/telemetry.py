@@ -310,7 +310,10 @@ class NodeState:
         dispatches and completions since; without a fresh report, the registry's
         own outstanding dispatches."""
         if self.report_time is not None and now - self.report_time <= REPORT_FRESH_S:
-            return max(0.0, self.reported_in_flight + self.dispatched_since_report - self.completed_since_report)
+            # a conditional, not max(0.0, ...): every pick of most strategies calls this per
+            # candidate, and the builtin's call cost three times the comparison
+            q = self.reported_in_flight + self.dispatched_since_report - self.completed_since_report
+            return q if q > 0.0 else 0.0
         return float(self.outstanding.count(now))
 
     def peak_ewma(self, now: float) -> float | None:
@@ -318,7 +321,8 @@ class NodeState:
         that a node which was slow is retried eventually (as tower does)."""
         if self.ewma_ms is None:
             return None
-        return self.ewma_ms * math.exp(-max(now - self.ewma_time, 0.0) / PEAK_EWMA_DECAY_S)
+        idle = now - self.ewma_time
+        return self.ewma_ms * math.exp(-(idle if idle > 0.0 else 0.0) / PEAK_EWMA_DECAY_S)
 
     def snapshot(self, now: float) -> dict:
         return {
