@@ -18,6 +18,7 @@ DELEGATED = {
         "scale": ("maxine.bench.scale", "bench_scale_main"),
         "events": ("maxine.bench.events", "bench_events_main"),
         "client": ("maxine.bench.client", "bench_client_main"),
+        "picks": ("maxine.bench.picks", "main"),
     },
     "train": ("maxine.training.models_cli", "train_main"),
     "models": ("maxine.training.models_cli", "models_main"),
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serve_parser = commands.add_parser("serve", help="run the registry server")
     Settings.add_arguments(serve_parser)
-    commands.add_parser("bench", help="benchmarks: maxine bench {lb,live,http,scale,events,client} --help")
+    commands.add_parser("bench", help="benchmarks: maxine bench {lb,live,http,scale,events,client,picks} --help")
     commands.add_parser("train", help="train a model: maxine train advanced-ml --help")
     commands.add_parser("models", help="model artifacts: maxine models {list,show,promote,eval} --help")
     commands.add_parser("settings", help="print the settings table (markdown)")

@@ -49,3 +49,47 @@ def test_the_ring_workload_and_its_timed_twin(capsys):
     rows = hashing_pick_cost(sizes=(10, 200), picks=500)
     assert [r["instances"] for r in rows] == [10, 200]
     assert all(r[k] > 0 for r in rows for k in ("pick_us", "ring_build_ms", "after_leave_ms", "after_join_ms"))
+
+
+def test_picks_times_every_strategy_asked_for(capsys, tmp_path):
+    import json
+
+    from maxine.bench import picks
+
+    out = tmp_path / "picks.json"
+    assert picks.main(["--requests", "300", "--rounds", "2", "--reported",
+                       "--strategies", "round-robin,ai-driven,reference", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| ai-driven |" in printed and "| round-robin |" in printed and "| reference |" in printed
+    saved = json.loads(out.read_text())
+    assert saved["reported"] is True
+    assert all(len(v) == 2 and all(t > 0 for t in v) for v in saved["us_per_discovery"].values())
+
+
+def test_picks_refuses_a_strategy_the_server_does_not_offer(capsys, monkeypatch):
+    import pytest
+
+    from maxine.bench import picks
+
+    monkeypatch.setenv("MAXINE_STRATEGIES", "round-robin")
+    with pytest.raises(SystemExit):
+        picks.main(["--strategies", "c3", "--requests", "10", "--rounds", "1"])
+    assert "not offered: c3" in capsys.readouterr().err
+
+
+def test_reports_reach_the_learned_strategies():
+    import asyncio
+
+    from maxine.bench import picks
+    from maxine.bench.inprocess import FakeClock, population
+
+    async def reported():
+        maxine, app, node_ids = population(FakeClock())
+        maxine.balancers.defer = asyncio.get_running_loop().call_soon
+        picks.report_on_every_node(maxine, node_ids)
+        await asyncio.sleep(0)
+        return maxine, node_ids
+    maxine, node_ids = asyncio.run(reported())
+    states = [inst.state for inst in maxine.registry.nodes.values()]
+    assert len(states) == len(node_ids) == 100
+    assert all(s.ewma_ms == 12.5 and s.reported_in_flight == 1.0 for s in states)

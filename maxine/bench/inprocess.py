@@ -92,6 +92,46 @@ class RsgiProtocol:
         self.answers.count(status)
 
 
+class FakeClock:
+    """The server's clock in these runs: 25 µs later at every read."""
+
+    def __init__(self, start: float = 1_800_000_000.0, step: float = 25e-6):
+        self.now = start
+        self.step = step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def population(clock, ttl: float | None = None):
+    """``(maxine, app, node ids)``: a server (settings from ``MAXINE_*``) on ``clock``
+    with 10 services × 10 instances, and its app."""
+    maxine = Maxine(Settings.from_env(), clock=clock)
+    node_ids = []
+    for s in range(10):
+        for i in range(10):
+            body = {"serviceName": f"svc-{s}", "host": "127.0.0.1", "port": 9000 + i}
+            if ttl is not None:
+                body["ttl"] = ttl
+            status, reply = maxine.register(body)
+            node_ids.append(reply["nodeId"])
+    return maxine, create_app(maxine.settings, maxine), node_ids
+
+
+async def drive(maxine, clock, request, count: int, n: int) -> None:
+    """``n`` requests, ``await request(k % count)`` for the k-th, with what the server
+    runs between requests: an event-loop iteration ends every ``REPORTS_PER_ITERATION``
+    requests (deferred settles run), and advanced-ml's background refresh every 1,000."""
+    learned = maxine.balancers.get("advanced-ml")
+    for k in range(n):
+        await request(k % count)
+        if k % REPORTS_PER_ITERATION == REPORTS_PER_ITERATION - 1:
+            await asyncio.sleep(0)
+        if k % 1000 == 999 and getattr(learned, "_pending", None):
+            learned.refresh_pending(clock.now, 10_000)
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) not in (2, 3) or argv[2:] not in ([], ["asgi"], ["rsgi"]):
@@ -101,19 +141,8 @@ def main(argv=None) -> int:
     which, n = argv[0], int(argv[1])
     rsgi = argv[2:] == ["rsgi"]
     one_blas_thread()  # as the server does; more threads would also count their spinning
-    now = [1_800_000_000.0]
-
-    def clock() -> float:
-        now[0] += 25e-6
-        return now[0]
-
-    maxine = Maxine(Settings.from_env(), clock=clock)
-    node_ids = []
-    for s in range(10):
-        for i in range(10):
-            status, reply = maxine.register({"serviceName": f"svc-{s}", "host": "127.0.0.1", "port": 9000 + i})
-            node_ids.append(reply["nodeId"])
-    app = create_app(maxine.settings, maxine)
+    clock = FakeClock()
+    maxine, app, node_ids = population(clock)
     if which in POST_PATHS:
         if which == "reference-post":
             app = reference.Reference()
@@ -138,11 +167,13 @@ def main(argv=None) -> int:
         protocol = RsgiProtocol(current, answers)
         serve = app.__rsgi__
 
-        async def request(scope):
-            await serve(scope, protocol)
+        async def request(i):
+            current[0] = messages[i]
+            await serve(scopes[i], protocol)
     else:
-        async def request(scope):
-            await app(scope, receive, send)
+        async def request(i):
+            current[0] = messages[i]
+            await app(scopes[i], receive, send)
 
     async def receive():
         return current[0]
@@ -159,17 +190,9 @@ def main(argv=None) -> int:
     async def run():
         if which in ("heartbeat", "record-response-time", "record-response-times"):
             await warm_up()
-        learned = maxine.balancers.get("advanced-ml")
         answers.ok = 0  # the warm-up's answers are not the workload's
         maxine.balancers.defer = asyncio.get_running_loop().call_soon
-        for k in range(n):
-            i = k % count
-            current[0] = messages[i]
-            await request(scopes[i])
-            if k % REPORTS_PER_ITERATION == REPORTS_PER_ITERATION - 1:
-                await asyncio.sleep(0)  # the end of a loop iteration: deferred settles run
-            if k % 1000 == 999 and getattr(learned, "_pending", None):
-                learned.refresh_pending(now[0], 10_000)
+        await drive(maxine, clock, request, count, n)
         return n - answers.ok
 
     errors = asyncio.run(run())
