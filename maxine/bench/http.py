@@ -189,14 +189,20 @@ class Heartbeats:
         self.thread.join(10)
 
 
+def instance_body(s: int, i: int, ttl: float = 60) -> dict:
+    """The registration of instance ``i`` of service ``s`` in the benchmark population:
+    metadata that the weighted, cost-aware and geo-aware strategies read."""
+    return {"serviceName": f"svc-{s}", "host": "127.0.0.1", "port": 20000 + s * 100 + i, "ttl": ttl,
+            "metadata": {"version": "1.0.0", "weight": 1 + i % 3, "cost": i % 4, "zone": f"z{i % 2}",
+                         "lat": 40.0 + i, "lon": -3.0 + s}}
+
+
 def register_population(url: str, services: int, instances: int) -> list[dict]:
     bodies = []
     with httpx.Client(base_url=url, timeout=10) as http:
         for s in range(services):
             for i in range(instances):
-                body = {"serviceName": f"svc-{s}", "host": "127.0.0.1", "port": 20000 + s * 100 + i, "ttl": 60,
-                        "metadata": {"version": "1.0.0", "weight": 1 + i % 3, "cost": i % 4, "zone": f"z{i % 2}",
-                                     "lat": 40.0 + i, "lon": -3.0 + s}}
+                body = instance_body(s, i)
                 response = http.post("/register", json=body)
                 response.raise_for_status()
                 body["nodeId"] = response.json()["nodeId"]

@@ -15,8 +15,9 @@ WORKLOAD is a built-in strategy (``GET /discover`` with it), ``reference`` (the
 raw ASGI reference app, GET), ``reference-post`` (the reference reading a POST
 body), ``heartbeat``, ``record-response-time`` or ``record-response-times``
 (``maxine bench http``'s POST bodies, rotating over the population; the last
-carries 16 reports per request). The population is 10 services × 10
-instances. The server's settings come from the ``MAXINE_*`` environment:
+carries 16 reports per request). The population is ``maxine bench http``'s:
+10 services × 10 instances, with its metadata (weights, costs, zones,
+coordinates). The server's settings come from the ``MAXINE_*`` environment:
 ``MAXINE_STRATEGIES=round-robin,advanced-ml`` counts what a report costs with
 only those strategies offered. Before the POST workloads every strategy has
 discovered every service (so the learning strategies have per-node state, as in
@@ -41,7 +42,7 @@ from ..api.operations import Maxine
 from ..server import one_blas_thread
 from ..settings import Settings
 from . import reference
-from .http import batch_body, write_body
+from .http import batch_body, instance_body, write_body
 
 REPORTS_PER_ITERATION = 14  # measured on the server: 13.8–14.6 reports per deferred settle
 POST_PATHS = {"heartbeat": "/heartbeat", "record-response-time": "/record-response-time",
@@ -104,17 +105,15 @@ class FakeClock:
         return self.now
 
 
-def population(clock, ttl: float | None = None):
+def population(clock, ttl: float = 60):
     """``(maxine, app, node ids)``: a server (settings from ``MAXINE_*``) on ``clock``
-    with 10 services × 10 instances, and its app."""
+    with ``maxine bench http``'s population (10 services × 10 instances, the same
+    metadata), and its app."""
     maxine = Maxine(Settings.from_env(), clock=clock)
     node_ids = []
     for s in range(10):
         for i in range(10):
-            body = {"serviceName": f"svc-{s}", "host": "127.0.0.1", "port": 9000 + i}
-            if ttl is not None:
-                body["ttl"] = ttl
-            status, reply = maxine.register(body)
+            status, reply = maxine.register(instance_body(s, i, ttl))
             node_ids.append(reply["nodeId"])
     return maxine, create_app(maxine.settings, maxine), node_ids
 
