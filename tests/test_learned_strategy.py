@@ -4,7 +4,6 @@ torch in the serving path."""
 
 from __future__ import annotations
 
-import json
 import random
 import subprocess
 import sys

@@ -22,7 +22,6 @@ from __future__ import annotations
 import heapq
 import math
 
-from ..telemetry import PEAK_EWMA_DECAY_S
 from .estimates import PeakEwma
 from .pickers import FullScan, PowerOfTwo, first_lowest, scan_book
 

@@ -23,7 +23,6 @@ import multiprocessing
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -31,8 +30,8 @@ from concurrent.futures import ProcessPoolExecutor
 import httpx
 
 from ..progress import Progress
-from .http import machine, ml_stack_loaded, parse_wrk, warm_up, wrk_discover
-from .process import ServerProcess, maxine_server
+from .http import machine, warm_up, wrk_discover
+from .process import maxine_server
 from .ring import hashed_service, pick_each
 
 
