@@ -111,6 +111,7 @@ def test_a_strategy_is_judged_against_the_round_robin_runs_beside_it():
     verdicts = " ".join(summarise(merged, ratios)[1])
     assert "PASS /discover round-robin 0.90x reference" in verdicts
     assert "MISS" not in verdicts.replace("MISS /discover round-robin p99", "")
+    assert "PASS 2 of 2 strategies >= 0.85x round-robin; slowest: b at 0.95x" in verdicts
 
 
 def test_pooled_p99_is_of_all_the_runs_requests():

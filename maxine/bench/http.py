@@ -492,7 +492,8 @@ def summarise(results: list[Result], paired: dict[str, list[float]] | None = Non
         met = sum(ratio >= TARGETS["strategy_vs_round_robin"] for ratio in ratios.values())
         if ratios:
             worst = min(ratios, key=ratios.get)
-            verdicts.append(f"     {met} of {len(ratios)} strategies >= 0.85x round-robin; slowest: {worst[14:]} at "
+            verdicts.append(f"{'PASS' if met == len(ratios) else '    '} {met} of {len(ratios)} strategies "
+                            f">= 0.85x round-robin; slowest: {worst[14:]} at "
                             f"{ratios[worst]:.2f}x")
     for name in ("POST /heartbeat", "POST /record-response-time"):
         r = by_name.get(name)
