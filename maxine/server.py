@@ -27,7 +27,7 @@ def one_blas_thread() -> None:
     thread per core and keeps them spinning after each product: advanced-ml's batched
     re-scores through v18's 192-wide layers are large enough for it to go parallel, and
     on two cores its threads took the core the server and its clients need — 70 µs of
-    server CPU per advanced-ml discovery instead of 36 (docs/performance.md, "Fourteenth
+    server CPU per advanced-ml discovery instead of 36 (docs/performance-history.md, "Fourteenth
     session"). Serving runs small products; one thread is the right size for them."""
     from threadpoolctl import threadpool_limits
 

@@ -38,7 +38,7 @@ class FastPath:
         """``(status, body bytes, close)`` for ``GET /discover``; ``close`` when the
         request announced a body, which the answer leaves unread. A plain call: discovery
         never awaits, and a coroutine per request cost ~2k instructions, a tenth of a
-        round-robin discovery (docs/performance.md, "Fourteenth session")."""
+        round-robin discovery (docs/performance-history.md, "Fourteenth session")."""
         maxine = self.maxine
         maxine.requests += 1
         try:

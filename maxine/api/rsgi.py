@@ -1,7 +1,7 @@
 """Granian's native interface (RSGI) for the app.
 
 On granian, RSGI costs less per request than ASGI: no message dicts, the
-whole body in one await, one call to answer (docs/performance.md, "RSGI").
+whole body in one await, one call to answer (docs/performance-history.md, "Sixth session").
 :class:`~maxine.api.fastpath.FastPath` answers its routes through it
 directly; every other request reaches the ASGI app (FastAPI) through the
 bridge here, which translates one request or WebSocket, messages both ways.

@@ -80,7 +80,7 @@ def let_the_loop_run() -> None:
     learned row, a fit). Releasing the GIL here hands it at once to the event loop
     if it is waiting; otherwise the loop waits out the interpreter's 5 ms switch
     interval while the round computes (round-robin's p99 was twice as long at 100
-    nodes with telemetry: docs/performance.md, "Eighth session")."""
+    nodes with telemetry: docs/performance-history.md, "Eighth session")."""
     time.sleep(0)
 
 
