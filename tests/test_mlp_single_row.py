@@ -16,7 +16,7 @@ import pytest
 from maxine.balancers import PickContext
 from maxine.balancers.learned import CACHE_KEY, AdvancedML
 from maxine.models.features import RAW, RELATIVE_FEATURES, feature_matrix, node_row, raw_row, relative_matrix, relative_row
-from maxine.models.mlp import MLPError, NumpyMLP, ensemble_arrays
+from maxine.models.mlp import MLPError, NumpyMLP, diagonal_blocks, ensemble_arrays
 from maxine.registry import Pool
 
 from test_learned_features import random_states
@@ -151,7 +151,37 @@ def test_an_ensemble_is_one_net_that_outputs_its_members_mean():
     rows = np.random.default_rng(9).normal(size=(50, 6)) * 3
     assert np.allclose(ensemble.predict(rows), np.mean([n.predict(rows) for n in nets], axis=0))
     assert ensemble.predict_one(rows[0].tolist()) == pytest.approx(np.mean([n.predict_one(rows[0].tolist()) for n in nets]))
-    assert ensemble.layers[1][0].shape == (24, 24)  # the hidden layers side by side
+    assert ensemble.layers[1][0].shape == (3, 8, 8)  # the hidden layers side by side, kept as their blocks
+
+
+def test_block_diagonal_layers_are_multiplied_by_blocks_as_the_dense_product():
+    members = [random_arrays([6, 8, 5, 5, 1], seed=s) for s in range(3)]
+    for m in members[1:]:
+        m["mean"], m["scale"] = members[0]["mean"], members[0]["scale"]
+    arrays = ensemble_arrays(members)
+    mlp = NumpyMLP(arrays)
+    assert [w.shape for w, _ in mlp.layers] == [(6, 24), (3, 8, 5), (3, 5, 5), (15, 1)]
+    rows = np.random.default_rng(4).normal(size=(40, 6)) * 3
+    dense = (rows - arrays["mean"]) / arrays["scale"]
+    for k in range(4):
+        dense = dense @ arrays[f"W{k}"] + arrays[f"b{k}"]
+        if k < 3:
+            dense = np.maximum(dense, 0.0)
+    np.testing.assert_allclose(mlp.predict(rows), dense[:, 0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose([mlp.predict_one(r) for r in rows.tolist()], dense[:, 0], rtol=1e-12, atol=1e-12)
+    assert np.ptp(dense[:, 0]) > 0.1
+    assert mlp.forward(rows[0]).shape == (1,)  # a 1-D row still gives (n_out,)
+
+
+def test_diagonal_blocks_finds_the_members_and_only_them():
+    rng = np.random.default_rng(5)
+    assert diagonal_blocks(rng.normal(size=(12, 12))) == 1
+    w = np.zeros((12, 8))
+    w[:6, :4], w[6:, 4:] = rng.normal(size=(6, 4)), rng.normal(size=(6, 4))
+    assert diagonal_blocks(w) == 2
+    w[0, 7] = 1e-300  # anything off the diagonal: dense
+    assert diagonal_blocks(w) == 1
+    assert diagonal_blocks(np.eye(6)) == 6
 
 
 def test_an_ensemble_refuses_members_standardised_differently():
