@@ -22,7 +22,7 @@ coordinates). The server's settings come from the ``MAXINE_*`` environment:
 only those strategies offered. Before the POST workloads every strategy has
 discovered every service (so the learning strategies have per-node state, as in
 ``maxine bench http``, where the POSTs run after the discoveries). A fake clock
-advances 25 µs per request, and ``advanced-ml``'s background refresh runs every
+advances 25 µs at every read, and ``advanced-ml``'s background refresh runs every
 1,000 requests (every 50 ms at 20k requests/s), as the server's job does. As on the server,
 client reports are learnt once per event-loop iteration (``Balancers.defer``),
 and an iteration here ends every ``REPORTS_PER_ITERATION`` requests (what the
