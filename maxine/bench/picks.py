@@ -31,6 +31,7 @@ import time
 from ..progress import Progress
 from ..server import one_blas_thread
 from . import reference
+from .http import write_body
 from .inprocess import Answers, FakeClock, RsgiProtocol, RsgiScope, discover_scope, drive, population
 
 ROUND_ROBIN = "round-robin"
@@ -48,9 +49,9 @@ def report_on_every_node(maxine, node_ids) -> None:
     """A load report and three client reports per node: what ``maxine bench http``'s
     heartbeat and record-response-time workloads leave behind."""
     for node_id in node_ids:
-        maxine.heartbeat({"nodeId": node_id, "inFlight": 1, "cpu": 0.3})
+        maxine.heartbeat(write_body("heartbeat", node_id))
         for _ in range(3):
-            maxine.record_response_time({"nodeId": node_id, "responseTime": 12.5})
+            maxine.record_response_time(write_body("record-response-time", node_id))
 
 
 async def timed(maxine, clock, serve, protocol, strategy: str, n: int) -> float:
