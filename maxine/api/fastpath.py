@@ -16,7 +16,6 @@ from time import perf_counter
 
 from . import asgi, rsgi
 from .asgi import INTERNAL_BODY, BadJson, BodyTooLarge, ClosesUnread, encode, response
-from .observability import LatencyHistogram
 from .operations import Maxine
 from .routes import body_operations
 
@@ -32,7 +31,6 @@ class FastPath:
         self.discover_enabled = enabled
         self.state: dict = {}  # the lifespan state, handed to the app on RSGI (set by the server)
         self.http_app = ClosesUnread(self._counting_app)  # the app, as HTTP requests reach it from here
-        self.untimed = 0  # discoveries to answer before timing one (LatencyHistogram.SAMPLE)
 
     def discover(self, query_string: bytes, scope, io):
         """``(status, body bytes, close)`` for ``GET /discover``; ``close`` when the
@@ -41,15 +39,16 @@ class FastPath:
         round-robin discovery (docs/performance-history.md, "Fourteenth session")."""
         maxine = self.maxine
         maxine.requests += 1
+        latency = maxine.discover_latency
         try:
-            if self.untimed:
-                self.untimed -= 1
+            if latency.untimed:
+                latency.untimed -= 1
                 status, payload = maxine.discover(query_string, scope, io.peer)
             else:
-                self.untimed = LatencyHistogram.SAMPLE - 1
+                latency.untimed = latency.SAMPLE - 1
                 started = perf_counter()
                 status, payload = maxine.discover(query_string, scope, io.peer)
-                maxine.discover_latency.observe(perf_counter() - started)
+                latency.observe(perf_counter() - started)
             close = io.declares_body(scope)
         except Exception:  # a bug must cost one request, never the process
             return self._failed("GET", "/discover")
